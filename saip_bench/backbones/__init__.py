@@ -1,0 +1,1 @@
+"""SAIP backbones (placeholder; owned by the backbone helper)."""

@@ -1,0 +1,1 @@
+"""saip_bench.tasks"""
