@@ -1,7 +1,7 @@
 """saip-bench: SAIP pretraining and a 12-dataset human-centric benchmark for lightweight backbones.
 
-Importing the package registers the SAIP backbones with timm, so ``timm.create_model("saip_vit_tiny_patch16")``
-works after ``import saip_bench``.
+Importing the package registers the SAIP backbones with timm, so
+``timm.create_model("saip_vit_tiny_patch16")`` works after ``import saip_bench``.
 """
 
 from importlib.metadata import PackageNotFoundError, version

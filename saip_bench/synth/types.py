@@ -12,17 +12,48 @@ import numpy as np
 
 #: LIP's 20 part labels (0 = background). CIHP uses the same ids except that 10 is torso-skin.
 LIP_CLASSES: tuple[str, ...] = (
-    "background", "hat", "hair", "glove", "sunglasses", "upper-clothes", "dress", "coat", "socks", "pants",
-    "jumpsuits", "scarf", "skirt", "face", "left-arm", "right-arm", "left-leg", "right-leg", "left-shoe",
+    "background",
+    "hat",
+    "hair",
+    "glove",
+    "sunglasses",
+    "upper-clothes",
+    "dress",
+    "coat",
+    "socks",
+    "pants",
+    "jumpsuits",
+    "scarf",
+    "skirt",
+    "face",
+    "left-arm",
+    "right-arm",
+    "left-leg",
+    "right-leg",
+    "left-shoe",
     "right-shoe",
 )
 CIHP_CLASSES: tuple[str, ...] = LIP_CLASSES[:10] + ("torso-skin",) + LIP_CLASSES[11:]
 
 #: COCO-17 keypoint names in COCO order.
 COCO17: tuple[str, ...] = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
-    "right_knee", "left_ankle", "right_ankle",
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
 )
 
 
@@ -45,7 +76,9 @@ class PersonSample:
     attributes: dict[str, bool]
     caption: str
     keypoints17: np.ndarray  # (17, 3) float32
-    keypoints133: np.ndarray  # (133, 3) float32, COCO-WholeBody order: body 17, feet 6, face 68, lhand 21, rhand 21
+    keypoints133: (
+        np.ndarray
+    )  # (133, 3) float32, COCO-WholeBody order: body 17, feet 6, face 68, lhand 21, rhand 21
     part_mask: np.ndarray  # (H, W) uint8 LIP ids, 0 background
     bbox: tuple[float, float, float, float]  # xywh of the person inside the crop
 
