@@ -1,0 +1,176 @@
+"""The synthetic multi-person image of SAIP's cross-scale search (CSS) and its two paste masks.
+
+A random crop of a background image (any image source: by default the pretraining images themselves) is
+resized to 224x224, and two 128x64 person views are pasted into it at random non-overlapping places, each
+blended as ``alpha * person + (1 - alpha) * background``. One binary mask per person marks where it went.
+Blending the ImageNet-normalised tensors equals blending the pixels and normalising afterwards (the weights
+sum to one), so persons arrive normalised and the composite leaves normalised.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from saip_bench.errors import DataFormatError
+from saip_bench.pretrain.views import PhotometricAugment, random_resized_crop_box, to_normalized_tensor
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "BackgroundSource",
+    "CompositeMaker",
+    "background_from_folder",
+    "background_from_sequence",
+    "paste_positions",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+BackgroundSource = Callable[[np.random.Generator], Image.Image]
+
+
+def background_from_sequence(items: Sequence[Image.Image | str | os.PathLike]) -> BackgroundSource:
+    """A background source drawing uniformly from images or image paths (loaded when drawn).
+
+    Pass the pretraining dataset's own image paths for the default behaviour (background = another
+    pretraining image).
+    """
+    if len(items) == 0:
+        raise ValueError("background_from_sequence needs at least one image")
+
+    def draw(rng: np.random.Generator) -> Image.Image:
+        item = items[int(rng.integers(len(items)))]
+        if isinstance(item, Image.Image):
+            return item.convert("RGB")
+        try:
+            with Image.open(item) as im:
+                return im.convert("RGB")
+        except OSError as exc:
+            raise DataFormatError(item, f"cannot read background image ({exc})") from exc
+
+    return draw
+
+
+def background_from_folder(path: str | os.PathLike) -> BackgroundSource:
+    """A background source over every image file under ``path`` (recursive, sorted for reproducibility)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DataFormatError(root, "background folder does not exist")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataFormatError(root, f"no background images ({', '.join(IMAGE_SUFFIXES)}) found")
+    return background_from_sequence(files)
+
+
+def paste_positions(
+    canvas: tuple[int, int], box: tuple[int, int], n: int, rng: np.random.Generator
+) -> list[tuple[int, int]]:
+    """``n`` top-left corners of ``box``-sized rectangles inside ``canvas`` that do not overlap.
+
+    Each corner is uniform over the places that do not overlap the ones drawn before it (a few rejection
+    tries, then an exact draw among the free places).
+
+    Raises:
+        ValueError: The rectangles cannot all fit.
+    """
+    ch, cw = canvas
+    bh, bw = box
+    if bh > ch or bw > cw:
+        raise ValueError(f"a {bh}x{bw} paste does not fit a {ch}x{cw} composite")
+    placed: list[tuple[int, int]] = []
+
+    def free(t: int, left: int) -> bool:
+        return all(t + bh <= pt or pt + bh <= t or left + bw <= pl or pl + bw <= left for pt, pl in placed)
+
+    for _ in range(n):
+        for _try in range(20):
+            t, left = int(rng.integers(ch - bh + 1)), int(rng.integers(cw - bw + 1))
+            if free(t, left):
+                break
+        else:
+            tops, lefts = np.meshgrid(np.arange(ch - bh + 1), np.arange(cw - bw + 1), indexing="ij")
+            ok = np.ones(tops.shape, dtype=bool)
+            for pt, pl in placed:
+                ok &= ~((tops < pt + bh) & (pt < tops + bh) & (lefts < pl + bw) & (pl < lefts + bw))
+            cands = np.flatnonzero(ok)
+            if cands.size == 0:
+                raise ValueError(f"{n} pastes of {bh}x{bw} do not fit a {ch}x{cw} composite without overlap")
+            k = int(cands[int(rng.integers(cands.size))])
+            t, left = int(tops.flat[k]), int(lefts.flat[k])
+        placed.append((t, left))
+    return placed
+
+
+class CompositeMaker:
+    """Makes the multi-person composite and its paste masks.
+
+    Args:
+        background: Callable drawing a background image from a numpy generator
+            (see :func:`background_from_sequence`, :func:`background_from_folder`).
+        size: ``(H, W)`` of the composite.
+        person_size: ``(h, w)`` of each pasted person view.
+        alpha: Weight of the person in the blend.
+        bg_scale: Area fraction range of the background crop.
+        bg_ratio: Aspect range (w / h) of the background crop.
+        flip_p, jitter_p, grayscale_p, blur_p, solarize_p: Photometric augmentation of the background.
+    """
+
+    def __init__(
+        self,
+        background: BackgroundSource,
+        *,
+        size: tuple[int, int] = (224, 224),
+        person_size: tuple[int, int] = (128, 64),
+        alpha: float = 0.7,
+        bg_scale: tuple[float, float] = (0.2, 1.0),
+        bg_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        flip_p: float = 0.5,
+        jitter_p: float = 0.8,
+        grayscale_p: float = 0.2,
+        blur_p: float = 0.1,
+        solarize_p: float = 0.2,
+    ) -> None:
+        self.background = background
+        self.size = (int(size[0]), int(size[1]))
+        self.person_size = (int(person_size[0]), int(person_size[1]))
+        ph, pw = self.person_size
+        if not (2 * ph <= self.size[0] or 2 * pw <= self.size[1]):
+            raise ValueError(f"two {ph}x{pw} persons cannot fit a {self.size} composite without overlap")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.alpha = float(alpha)
+        self.bg_scale, self.bg_ratio = tuple(bg_scale), tuple(bg_ratio)
+        self.bg_aug = PhotometricAugment(
+            flip_p=flip_p, jitter_p=jitter_p, grayscale_p=grayscale_p, blur_p=blur_p, solarize_p=solarize_p
+        )
+
+    def background_tensor(self, rng: np.random.Generator) -> torch.Tensor:
+        """A normalised ``(3, H, W)`` random crop of a drawn background image."""
+        img = self.background(rng).convert("RGB")
+        top, left, h, w = random_resized_crop_box(img.width, img.height, self.bg_scale, self.bg_ratio, rng)
+        img = img.resize(
+            (self.size[1], self.size[0]), Image.Resampling.BICUBIC, box=(left, top, left + w, top + h)
+        )
+        return to_normalized_tensor(self.bg_aug(img, rng))
+
+    def __call__(self, persons: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Paste ``persons`` (P, 3, h, w), normalised, into a background.
+
+        Returns:
+            ``(composite, masks)``: ``(3, H, W)`` normalised and ``(P, H, W)`` float {0, 1}, mask p marking
+            the pixels of person p.
+        """
+        if tuple(persons.shape[-2:]) != self.person_size:
+            raise ValueError(f"person views are {tuple(persons.shape[-2:])}, expected {self.person_size}")
+        canvas = self.background_tensor(rng)
+        masks = torch.zeros(persons.shape[0], *self.size)
+        ph, pw = self.person_size
+        for p, (top, left) in enumerate(paste_positions(self.size, self.person_size, persons.shape[0], rng)):
+            region = canvas[:, top : top + ph, left : left + pw]
+            canvas[:, top : top + ph, left : left + pw] = self.alpha * persons[p] + (1 - self.alpha) * region
+            masks[p, top : top + ph, left : left + pw] = 1.0
+        return canvas, masks
