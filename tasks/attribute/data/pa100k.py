@@ -1,0 +1,165 @@
+"""PA-100K: ``annotation.mat`` (MATLAB v5, read with scipy) and the crops in ``data/``.
+
+The real ``annotation.mat`` holds ``train_images_name`` / ``val_images_name`` / ``test_images_name`` as
+``(N, 1)`` cell arrays of file names (``loadmat`` gives object arrays whose items are 1-element string
+arrays), ``train_label`` / ``val_label`` / ``test_label`` as ``(N, 26)`` 0/1 matrices and ``attributes`` as a
+``(26, 1)`` cell array of names. 80,000 / 10,000 / 10,000 images. Training uses ``trainval`` (train + val),
+evaluation ``test``, as in Rethinking_of_PAR.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from saip_bench.errors import ConfigError, DataFormatError
+from saip_bench.tasks.attribute.data.common import (
+    AttributeSet,
+    binary_labels,
+    check_partition,
+    split_sizes,
+    verify_images,
+)
+
+log = logging.getLogger(__name__)
+
+ANNOTATION = "annotation.mat"
+IMAGE_DIR = "data"
+SPLITS = ("train", "val", "test")
+
+#: The 26 attributes in ``annotation.mat`` column order.
+ATTRIBUTES: tuple[str, ...] = (
+    "Female", "AgeOver60", "Age18-60", "AgeLess18", "Front", "Side", "Back", "Hat", "Glasses", "HandBag",
+    "ShoulderBag", "Backpack", "HoldObjectsInFront", "ShortSleeve", "LongSleeve", "UpperStride", "UpperLogo",
+    "UpperPlaid", "UpperSplice", "LowerStripe", "LowerPattern", "LongCoat", "Trousers", "Shorts",
+    "Skirt&Dress", "boots",
+)  # fmt: skip
+
+
+def _read_mat(path: Path) -> dict:
+    from scipy.io import loadmat  # scipy.io is slow to import and only needed here
+
+    if not path.is_file():
+        raise DataFormatError(path, "annotation file does not exist")
+    try:
+        return loadmat(str(path))
+    except NotImplementedError:
+        raise DataFormatError(
+            path, "MATLAB v7.3 (HDF5) files are not supported; re-save it with -v7"
+        ) from None
+    except Exception as err:  # scipy raises ValueError, TypeError, OSError... for a damaged file
+        raise DataFormatError(path, f"not a readable MATLAB file ({type(err).__name__}: {err})") from None
+
+
+def _strings(path: Path, mat: dict, key: str) -> list[str]:
+    """A cell array of strings (or a char matrix) as a list of Python strings."""
+    if key not in mat:
+        raise DataFormatError(path, f"missing key {key!r}")
+    array = np.asarray(mat[key])
+    if array.dtype.kind == "U":  # a char matrix: one padded row per name
+        return [str(item).strip() for item in array.ravel()]
+    if array.dtype != object or (array.ndim == 2 and 1 not in array.shape) or array.ndim > 2:
+        raise DataFormatError(
+            path, f"{key!r} must be an (N, 1) cell array of strings, got {array.dtype} {array.shape}"
+        )
+    names = []
+    for i, item in enumerate(array.ravel()):
+        item = np.asarray(item).ravel()
+        if item.size != 1 or item.dtype.kind != "U":
+            raise DataFormatError(path, f"{key!r}[{i}] is not a string")
+        names.append(str(item[0]).strip())
+    return names
+
+
+def load(root: str | Path) -> AttributeSet:
+    """Read ``root/annotation.mat``; images are expected in ``root/data/`` (not opened here).
+
+    Raises:
+        DataFormatError: a missing key, inconsistent sizes, labels other than 0/1, or an unsafe file name.
+    """
+    root = Path(root)
+    path = root / ANNOTATION
+    mat = _read_mat(path)
+    attr_names = _strings(path, mat, "attributes")
+    names: list[str] = []
+    labels: list[np.ndarray] = []
+    partition: dict[str, np.ndarray] = {}
+    for split in SPLITS:
+        split_names = _strings(path, mat, f"{split}_images_name")
+        key = f"{split}_label"
+        if key not in mat:
+            raise DataFormatError(path, f"missing key {key!r}")
+        labels.append(binary_labels(path, key, mat[key], (len(split_names), len(attr_names))))
+        partition[split] = np.arange(len(names), len(names) + len(split_names), dtype=np.int64)
+        names += split_names
+    for name in names:
+        if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise DataFormatError(path, f"image name {name!r} is not a plain file name")
+    partition["trainval"] = np.concatenate([partition["train"], partition["val"]])
+    check_partition(path, partition, len(names))
+    label_matrix = np.concatenate(labels, axis=0)
+    return AttributeSet(
+        dataset="pa100k",
+        root=root,
+        attr_names=tuple(attr_names),
+        image_paths=[root / IMAGE_DIR / name for name in names],
+        labels=label_matrix,
+        partition=partition,
+        pos_ratio=(label_matrix[partition["trainval"]] == 1).mean(axis=0).astype(np.float32),
+    )
+
+
+def check(root: str | Path) -> dict[str, int]:
+    """Validate a PA-100K folder: the annotation's keys and shapes, and every listed image's header.
+
+    Returns:
+        ``{"train", "val", "test", "trainval", "attributes"}`` counts.
+    """
+    data = load(root)
+    verify_images(data.image_paths, data.root / ANNOTATION)
+    counts = data.counts()
+    log.debug("PA-100K at %s: %s", root, counts)
+    return counts
+
+
+def write_synth(out: str | Path, *, ids: int, images: int, seed: int) -> None:
+    """Write a synthetic PA-100K in the real format: ``out/data/NNNNNN.jpg`` and ``out/annotation.mat``.
+
+    ``images`` person crops of ``ids`` identities (any camera) are split 80/10/10 into train/val/test, like
+    the real set (which has no identity-disjoint split). Labels are the generator's PA-100K attributes.
+    """
+    from scipy.io import savemat
+
+    from saip_bench.io import atomic_path
+    from saip_bench.tasks.attribute.data.render import render_persons
+
+    if ids < 1 or images < 3:
+        raise ConfigError(f"pa100k synth needs ids >= 1 and images >= 3 (got ids={ids}, images={images})")
+    rng = np.random.default_rng(seed)
+    pids = rng.integers(0, ids, size=images)
+    sizes = split_sizes(images, (0.8, 0.1, 0.1))
+    with atomic_path(out) as tmp:
+        (tmp / IMAGE_DIR).mkdir(parents=True)
+        names = [f"{i + 1:06d}.jpg" for i in range(images)]
+        labels = np.zeros((images, len(ATTRIBUTES)), dtype=np.uint8)
+        for i, sample in enumerate(render_persons(pids, seed=seed)):
+            Image.fromarray(sample.image).save(tmp / IMAGE_DIR / names[i], quality=92)
+            labels[i] = [bool(sample.attributes[a]) for a in ATTRIBUTES]
+        mat: dict[str, np.ndarray] = {"attributes": _cell(list(ATTRIBUTES))}
+        start = 0
+        for split, size in zip(SPLITS, sizes, strict=True):
+            mat[f"{split}_images_name"] = _cell(names[start : start + size])
+            mat[f"{split}_label"] = labels[start : start + size]
+            start += size
+        savemat(str(tmp / ANNOTATION), mat, do_compression=True)
+
+
+def _cell(strings: list[str]) -> np.ndarray:
+    """An ``(N, 1)`` object array: savemat writes it as a cell array of strings, as in the real file."""
+    cell = np.empty((len(strings), 1), dtype=object)
+    for i, text in enumerate(strings):
+        cell[i, 0] = text
+    return cell
