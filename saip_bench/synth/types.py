@@ -59,7 +59,11 @@ COCO17: tuple[str, ...] = (
 
 @dataclass
 class Identity:
-    """What a person looks like; constant across cameras. ``attributes`` are booleans named like PA-100K's."""
+    """What a person looks like; constant across cameras.
+
+    ``attributes`` are booleans named like PA-100K's and PETA's, all except the viewpoint (Front / Side /
+    Back), which depends on the camera and is added to each :class:`PersonSample`'s attributes.
+    """
 
     pid: int
     attributes: dict[str, bool]

@@ -1,0 +1,1 @@
+"""Pretraining data: the LUP (LUPerson-style) crop folder format and the pretraining dataset."""
