@@ -1,0 +1,189 @@
+"""``saip data``'s library: write synthetic datasets in the real formats, and check dataset folders.
+
+Each dataset's format code lives in the module its :class:`~saip_bench.datasets.DatasetInfo` names
+(``check(root)`` and ``write_synth(out, *, ids, images, seed)``); this module only finds folders, dispatches
+and summarises. A dataset whose module (or entry point) does not exist yet is "not yet supported".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from saip_bench.datasets import DATASETS, DatasetInfo, synth_formats
+from saip_bench.errors import DataFormatError, SaipError
+from saip_bench.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+Status = Literal["found", "missing", "malformed", "not yet supported"]
+ALL = "all"
+
+
+@dataclass
+class DatasetStatus:
+    """What ``saip data check`` found for one dataset."""
+
+    name: str
+    title: str
+    task: str
+    status: Status
+    path: Path | None = None  # the folder checked (or looked for, when missing)
+    counts: dict[str, int] = field(default_factory=dict)
+    official: dict[str, int] = field(default_factory=dict)
+    problem: str | None = None  # first problem, one line
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """False only for a malformed dataset (missing or unsupported ones are not errors)."""
+        return self.status != "malformed"
+
+
+def locate(info: DatasetInfo, root: Path) -> Path | None:
+    """The dataset's folder under ``root``: its usual folder name first, then its aliases."""
+    for name in (info.folder, *info.aliases):
+        candidate = root / name
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def check_dataset(info: DatasetInfo, path: Path | None, *, looked_in: Path | None = None) -> DatasetStatus:
+    """Check one dataset folder (``path`` None = not found) with its format module's ``check``."""
+    status = DatasetStatus(info.name, info.title, info.task, "missing", official=dict(info.official_counts))
+    module = info.load_module()
+    check: Callable[[Path], dict[str, int]] | None = getattr(module, "check", None) if module else None
+    if path is None:
+        status.path = looked_in / info.folder if looked_in is not None else None
+        if check is None:
+            status.status = "not yet supported"
+        return status
+    status.path = path
+    if not path.is_dir():
+        status.problem = f"{path}: no such folder"
+        return status
+    if check is None:
+        status.status = "not yet supported"
+        status.notes.append(f"folder present at {path}, but saip-bench cannot read this format yet")
+        return status
+    try:
+        counts = check(path)
+    except SaipError as err:
+        status.status = "malformed"
+        status.problem = _one_line(str(err))
+        return status
+    except OSError as err:  # unreadable file or folder: the data's fault, not a bug
+        status.status = "malformed"
+        status.problem = _one_line(f"{getattr(err, 'filename', None) or path}: {err.strerror or err}")
+        return status
+    status.status = "found"
+    status.counts = {str(k): int(v) for k, v in (counts or {}).items()}
+    if any(status.counts.get(key, official) < official for key, official in info.official_counts.items()):
+        # Synthetic and partial copies are legitimately small: a note, never an error.
+        status.notes.append("smaller than official")
+    return status
+
+
+def check_datasets(
+    root: str | Path | None, overrides: Mapping[str, str | Path] | None = None
+) -> list[DatasetStatus]:
+    """Check all 12 evaluation datasets, in the paper's order.
+
+    Args:
+        root: Folder holding datasets under their usual folder names (or aliases); may be None when every
+            dataset of interest is given in ``overrides``.
+        overrides: Dataset name -> folder, used instead of looking under ``root``.
+
+    Returns:
+        One :class:`DatasetStatus` per dataset, for all 12.
+
+    Raises:
+        SaipError: ``root`` is not a folder, or an override names an unknown dataset.
+    """
+    overrides = dict(overrides or {})
+    for name in overrides:
+        DATASETS.get(name)  # a miss lists the valid names
+    root_path = Path(root) if root is not None else None
+    if root_path is not None and not root_path.is_dir():
+        raise DataFormatError(root_path, "data root is not a folder")
+    results = []
+    for name, info in DATASETS.items():
+        if name in overrides:
+            path: Path | None = Path(overrides[name])
+        elif root_path is not None:
+            path = locate(info, root_path)
+        else:
+            path = None
+        results.append(check_dataset(info, path, looked_in=root_path))
+        log.debug("%s: %s", name, results[-1].status)
+    return results
+
+
+def synth_writer(info: DatasetInfo) -> Callable[..., None] | None:
+    """The format module's ``write_synth``, or None if this format is not supported yet."""
+    module = info.load_module()
+    return getattr(module, "write_synth", None) if module is not None else None
+
+
+def resolve_formats(name: str) -> tuple[list[DatasetInfo], list[DatasetInfo]]:
+    """(supported, not yet supported) formats for ``--format NAME|all``.
+
+    Raises:
+        SaipError: unknown name (the message lists the valid names); or a single named format whose
+            writer does not exist yet.
+    """
+    formats = synth_formats()
+    if name == ALL:
+        infos = [info for _, info in formats.items()]
+        supported = [info for info in infos if synth_writer(info) is not None]
+        return supported, [info for info in infos if info not in supported]
+    try:
+        info = formats.get(name)
+    except SaipError as err:
+        raise SaipError(f"{err}, {ALL}") from None
+    if synth_writer(info) is None:
+        raise SaipError(f"synthetic format {name!r} is not yet supported (no writer in {info.module})")
+    return [info], []
+
+
+def write_synth_dataset(
+    info: DatasetInfo, out_root: str | Path, *, ids: int, images: int, seed: int, overwrite: bool = False
+) -> Path:
+    """Write a synthetic ``info`` dataset to ``out_root/<info.folder>``, atomically.
+
+    The dataset is written into a temporary folder beside its final place and renamed when complete, so a
+    failure leaves nothing half-written.
+
+    Args:
+        info: The dataset (or ``lup``) to write.
+        out_root: Data root; the dataset goes into its usual folder name under it.
+        ids: Number of identities.
+        images: Number of images (the format module decides how they split).
+        seed: Random seed; the same seed writes the same files.
+        overwrite: Replace an existing folder; without it an existing folder is an error, because it
+            could be a real dataset.
+
+    Returns:
+        The dataset folder.
+    """
+    if ids < 1 or images < 1:
+        raise SaipError(f"--ids and --images must be at least 1 (got ids={ids}, images={images})")
+    writer = synth_writer(info)
+    if writer is None:
+        raise SaipError(f"synthetic format {info.name!r} is not yet supported (no writer in {info.module})")
+    final = Path(out_root) / info.folder
+    if final.exists() and not overwrite:
+        raise SaipError(f"{final}: already exists; choose another --out or pass --overwrite to replace it")
+    with atomic_path(final) as tmp:
+        tmp.mkdir(parents=True)
+        writer(tmp, ids=ids, images=images, seed=seed)
+    log.debug("wrote synthetic %s to %s", info.title, final)
+    return final
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())

@@ -1,0 +1,304 @@
+"""The results store: one SQLite database per workspace, safe under many concurrent writer processes.
+
+Why SQLite in WAL mode: readers never block the writer and the file is a single portable artifact. Every
+write is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front, so two writers never deadlock
+upgrading a read lock), with a busy timeout plus a retry loop on top, so 8 evaluations finishing at the same
+moment all land. A connection is opened per operation: that keeps the store safe to share across ``fork``
+and never holds the lock between calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from saip_bench.errors import SaipError
+from saip_bench.results.record import EvalRecord
+
+log = logging.getLogger(__name__)
+
+#: Bump when the table layout changes; a store written by a newer version is refused, not misread.
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.sqlite"
+#: Environment variable naming the default workspace of every command that takes ``--workspace``.
+WORKSPACE_ENV = "SAIP_WORKSPACE"
+DEFAULT_WORKSPACE = "saip-workspace"
+
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("backbone_digest", "TEXT NOT NULL"),
+    ("backbone_name", "TEXT NOT NULL"),
+    ("pretrain_method", "TEXT NOT NULL"),
+    ("task", "TEXT NOT NULL"),
+    ("dataset", "TEXT NOT NULL"),
+    ("protocol", "TEXT NOT NULL"),
+    ("budget", "TEXT NOT NULL"),
+    ("metrics", "TEXT NOT NULL"),  # JSON object name -> float
+    ("primary_metric", "TEXT NOT NULL"),
+    ("primary_value", "REAL"),
+    ("config_digest", "TEXT NOT NULL"),
+    ("seed", "INTEGER NOT NULL"),
+    ("package_version", "TEXT NOT NULL"),
+    ("git_revision", "TEXT"),
+    ("duration_s", "REAL NOT NULL"),
+    ("started_at", "TEXT NOT NULL"),
+    ("ended_at", "TEXT NOT NULL"),
+    ("scale", "REAL NOT NULL DEFAULT 1.0"),
+)
+_NAMES = tuple(name for name, _ in _COLUMNS)
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS records (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    + ", ".join(f"{name} {decl}" for name, decl in _COLUMNS)
+    + ")",
+    "CREATE INDEX IF NOT EXISTS records_lookup ON records "
+    "(backbone_digest, dataset, protocol, config_digest, scale)",
+    "CREATE INDEX IF NOT EXISTS records_dataset ON records (dataset, task)",
+)
+# Tolerance for matching float scales: 0.75 written by one process must match 0.75 parsed by another.
+_SCALE_EPS = 1e-9
+
+
+class ResultsStore:
+    """Evaluation records in one SQLite file.
+
+    Args:
+        path: The database file; created (with its folder) if missing.
+        timeout_s: How long a write waits for another process's write lock before giving up.
+    """
+
+    def __init__(self, path: str | Path, *, timeout_s: float = 60.0) -> None:
+        self.path = Path(path)
+        self.timeout_s = timeout_s
+        if self.path.is_dir():
+            raise SaipError(f"{self.path}: is a folder, expected a results database file")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._init_schema()
+
+    def __repr__(self) -> str:
+        return f"ResultsStore({str(self.path)!r})"
+
+    # -- public API --------------------------------------------------------------------------------------
+
+    def add(self, record: EvalRecord) -> int:
+        """Store ``record`` in one transaction and return its new id (``record`` itself is not modified)."""
+        rec = record.validated()
+        values = [getattr(rec, name) for name in _NAMES]
+        values[_NAMES.index("metrics")] = json.dumps(rec.metrics, sort_keys=True)
+        sql = f"INSERT INTO records ({', '.join(_NAMES)}) VALUES ({', '.join('?' * len(_NAMES))})"
+        with self._write() as conn:
+            cursor = conn.execute(sql, values)
+            row_id = cursor.lastrowid
+        assert row_id is not None
+        log.debug("stored %s/%s/%s as record %d", rec.backbone_name, rec.dataset, rec.protocol, row_id)
+        return int(row_id)
+
+    def query(
+        self,
+        *,
+        task: str | None = None,
+        dataset: str | None = None,
+        backbone: str | None = None,
+        protocol: str | None = None,
+        scale: float | None = None,
+    ) -> list[EvalRecord]:
+        """Records matching every given filter, oldest first.
+
+        Args:
+            task: Task adapter name.
+            dataset: Dataset name.
+            backbone: A backbone name, or its digest or a prefix of it (at least 6 characters).
+            protocol: Evaluation protocol.
+            scale: Input-scale multiple.
+        """
+        where: list[str] = []
+        args: list[object] = []
+        for name, value in (("task", task), ("dataset", dataset), ("protocol", protocol)):
+            if value is not None:
+                where.append(f"{name} = ?")
+                args.append(value)
+        if backbone is not None:
+            if len(backbone) >= 6:
+                where.append("(backbone_name = ? OR substr(backbone_digest, 1, ?) = ?)")
+                args += [backbone, len(backbone), backbone]
+            else:
+                where.append("backbone_name = ?")
+                args.append(backbone)
+        if scale is not None:
+            where.append("abs(scale - ?) < ?")
+            args += [float(scale), _SCALE_EPS]
+        sql = f"SELECT id, {', '.join(_NAMES)} FROM records"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._read() as conn:
+            rows = conn.execute(sql + " ORDER BY id", args).fetchall()
+        return [self._to_record(row) for row in rows]
+
+    def has(
+        self, *, backbone_digest: str, dataset: str, protocol: str, config_digest: str, scale: float = 1.0
+    ) -> bool:
+        """Whether this exact evaluation (same weights, dataset, protocol, config and scale) is stored."""
+        sql = (
+            "SELECT 1 FROM records WHERE backbone_digest = ? AND dataset = ? AND protocol = ? "
+            "AND config_digest = ? AND abs(scale - ?) < ? LIMIT 1"
+        )
+        with self._read() as conn:
+            row = conn.execute(
+                sql, (backbone_digest, dataset, protocol, config_digest, float(scale), _SCALE_EPS)
+            ).fetchone()
+        return row is not None
+
+    def count(self) -> int:
+        """Number of stored records."""
+        with self._read() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the database's ``meta`` table."""
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0])
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN ourselves, so the transaction boundaries are exactly ours.
+        conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
+        return conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = self._connect()
+        except sqlite3.Error as err:
+            raise self._error(err) from None
+        try:
+            yield conn
+        except sqlite3.DatabaseError as err:
+            raise self._error(err) from None
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction; retried while another process holds the lock."""
+        deadline = time.monotonic() + self.timeout_s
+        attempt = 0
+        while True:
+            try:
+                conn = self._connect()
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except BaseException:
+                    conn.close()
+                    raise
+            except sqlite3.OperationalError as err:
+                attempt += 1
+                if not _is_busy(err) or time.monotonic() > deadline:
+                    raise self._error(err) from None
+                # Jittered back-off so the waiting writers do not retry in lock-step.
+                time.sleep(min(0.5, 0.01 * 2**attempt) * (0.5 + random.random()))
+                continue
+            except sqlite3.DatabaseError as err:
+                raise self._error(err) from None
+            break
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as err:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if isinstance(err, sqlite3.DatabaseError):
+                raise self._error(err) from None
+            raise
+        finally:
+            conn.close()
+
+    def _init_schema(self) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                with contextlib.closing(self._connect()) as conn:
+                    # WAL is a property of the file: set once, every later connection uses it.
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as err:
+                if not _is_busy(err) or time.monotonic() > deadline:
+                    raise self._error(err) from None
+                time.sleep(0.02 + 0.05 * random.random())
+            except sqlite3.DatabaseError as err:
+                raise self._error(err) from None
+        if str(mode).lower() != "wal":
+            log.warning(
+                "%s: SQLite refused WAL mode (journal mode %s); concurrent writes will be slower",
+                self.path,
+                mode,
+            )
+        with self._write() as conn:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+                return
+            found = int(row[0])
+        if found > SCHEMA_VERSION:
+            raise SaipError(
+                f"{self.path}: results schema version {found} is newer than this saip-bench supports "
+                f"({SCHEMA_VERSION}); upgrade saip-bench"
+            )
+
+    @staticmethod
+    def _to_record(row: tuple) -> EvalRecord:
+        data = dict(zip(("id", *_NAMES), row, strict=True))
+        data["metrics"] = json.loads(data["metrics"])
+        if data["primary_value"] is None:  # SQLite stores NaN as NULL
+            data["primary_value"] = float("nan")
+        return EvalRecord(**data)
+
+    def _error(self, err: sqlite3.Error) -> SaipError:
+        text = str(err)
+        if "not a database" in text or "malformed" in text:
+            return SaipError(f"{self.path}: not a readable results database ({text})")
+        return SaipError(f"{self.path}: results database error: {text}")
+
+
+def _is_busy(err: sqlite3.OperationalError) -> bool:
+    text = str(err).lower()
+    return "locked" in text or "busy" in text
+
+
+def default_workspace() -> Path:
+    """The workspace of commands given no ``--workspace``: ``$SAIP_WORKSPACE`` or ``./saip-workspace``."""
+    return Path(os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE)
+
+
+def workspace_db_path(workspace: str | Path) -> Path:
+    """Where a workspace keeps its results database."""
+    return Path(workspace) / RESULTS_FILE
+
+
+def open_workspace_store(workspace: str | Path, *, db: str | Path | None = None) -> ResultsStore:
+    """Open (creating if needed) the results store of ``workspace``.
+
+    Creates ``<ws>/results.sqlite`` plus the workspace's ``runs/`` and ``data/`` folders.
+
+    Args:
+        workspace: The workspace folder.
+        db: Another database file to use instead of ``<ws>/results.sqlite``.
+    """
+    ws = Path(workspace)
+    if ws.exists() and not ws.is_dir():
+        raise SaipError(f"{ws}: workspace is not a folder")
+    for sub in ("runs", "data"):
+        (ws / sub).mkdir(parents=True, exist_ok=True)
+    return ResultsStore(Path(db) if db is not None else workspace_db_path(ws))
