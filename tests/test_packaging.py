@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -41,6 +42,10 @@ def test_no_module_is_importable_under_a_second_name() -> None:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Build from a copy: setuptools leaves build/ and *.egg-info beside the sources it builds.
+    src = tmp_path_factory.mktemp("src") / "saip-bench"
+    ignore = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache")
+    shutil.copytree(REPO, src, ignore=ignore)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [
@@ -53,7 +58,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-q",
             "-w",
             str(out),
-            str(REPO),
+            str(src),
         ],
         check=True,
         capture_output=True,

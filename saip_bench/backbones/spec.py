@@ -152,6 +152,8 @@ def _from_path(
     )
     log.info("%s: %s layout, %d tensors loaded into %s", path, report.layout, len(report.loaded), arch)
     name = path.with_suffix("").name if path.suffix in (".safetensors", ".json") else path.name
+    if name == "backbone":  # a pretraining export (RUN_DIR/backbone.safetensors): the run names it
+        name = path.resolve().parent.name
     return Backbone(
         model, name=name, arch=arch, img_size=img_size, meta=report.meta_for_backbone(), digest=report.digest
     )

@@ -21,7 +21,8 @@ R = TypeVar("R")
 
 BACKBONE_HELP = (
     "Backbone: a checkpoint path (ours, or SAIPv1/MAE/DINO/timm files), [bold]random:NAME[/] "
-    "(untrained reference row) or [bold]timm:NAME[/] (a timm architecture, weights from --timm-weights)."
+    "(untrained reference row) or [bold]timm:NAME[/]=PATH (a timm architecture with local weights; "
+    "nothing is downloaded)."
 )
 
 
