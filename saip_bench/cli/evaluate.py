@@ -1,8 +1,112 @@
-"""`saip evaluate` (placeholder until its issue lands; owned by the helper building it)."""
+"""``saip evaluate``: evaluate a backbone on a task's datasets and record the results in the workspace."""
 
-from saip_bench.cli.common import fail
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from saip_bench.cli.common import BACKBONE_HELP, console, user_errors
+from saip_bench.errors import ConfigError
 
 
-def evaluate() -> None:
-    """Not built yet."""
-    raise fail("saip evaluate is not built yet")
+def parse_scales(text: str) -> list[float]:
+    """``"0.5,0.75,1"`` -> ``[0.5, 0.75, 1.0]``; anything else is a ConfigError."""
+    try:
+        scales = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--scales {text!r}: expected comma-separated numbers, e.g. 0.5,0.75,1,1.25,1.5"
+        ) from None
+    if not scales or any(not (s > 0) for s in scales):
+        raise ConfigError(f"--scales {text!r}: scales must be positive numbers")
+    return list(dict.fromkeys(scales))
+
+
+@user_errors
+def evaluate(
+    *,
+    task: Annotated[str, typer.Option(help="Task: [bold]reid[/] or [bold]attribute[/].")],
+    backbone: Annotated[str, typer.Option(help=BACKBONE_HELP)],
+    data_root: Annotated[
+        Path, typer.Option(help="Folder holding the datasets (what `saip data check` scans).")
+    ],
+    dataset: Annotated[str, typer.Option(help="A dataset of the task, or [bold]all[/].")] = "all",
+    protocol: Annotated[
+        str | None,
+        typer.Option(help="finetune | linear | frozen (default: the dataset's first protocol, finetune)."),
+    ] = None,
+    budget: Annotated[str, typer.Option(help="full | short | smoke (one epoch of a few steps).")] = "full",
+    workspace: Annotated[
+        Path | None,
+        typer.Option(help="Workspace (results.sqlite, runs/); default $SAIP_WORKSPACE or ./saip-workspace."),
+    ] = None,
+    scales: Annotated[
+        str,
+        typer.Option(help="Multiples of the recipe's input size, e.g. 0.5,0.75,1,1.25,1.5; one record each."),
+    ] = "1",
+    recipe: Annotated[
+        Path | None, typer.Option(help="Recipe YAML instead of the dataset's default (e.g. a 384x128 one).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Rerun even if an identical evaluation is already recorded.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted fine-tuning from its last checkpoint.")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+) -> None:
+    """Evaluate a backbone on a task's datasets; every finished evaluation is recorded in the workspace."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from saip_bench.evaluate.dispatch import evaluate as run_evaluation
+    from saip_bench.results import default_workspace
+
+    scale_list = parse_scales(scales)
+    ws = workspace if workspace is not None else default_workspace()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        ids: dict[str, object] = {}
+
+        def progress(description: str, done: int, total: int) -> None:
+            key = description.split(" ")[0]
+            if key not in ids:
+                ids[key] = bar.add_task(description, total=total or None)
+            bar.update(ids[key], description=description, completed=done, total=total or None)  # type: ignore[arg-type]
+
+        outcomes = run_evaluation(
+            task=task,
+            dataset=dataset,
+            backbone=backbone,
+            data_root=data_root,
+            workspace=ws,
+            protocol=protocol,
+            budget=budget,
+            scales=scale_list,
+            force=force,
+            resume=resume,
+            device=device,
+            recipe=recipe,
+            progress=progress,
+        )
+    table = Table(title=f"saip evaluate: {task} ({budget})", title_justify="left")
+    for column in ("dataset", "protocol", "scale", "status", "metrics", "time"):
+        table.add_column(column)
+    for out in outcomes:
+        rec = out.record
+        metrics = ", ".join(f"{k} {v:.2f}" for k, v in rec.metrics.items()) if rec else out.message
+        time_s = f"{rec.duration_s:.1f} s" if rec else ""
+        style = {"done": "green", "skipped": "yellow", "missing": "dim"}.get(out.status, "")
+        table.add_row(
+            out.dataset, out.protocol, f"{out.scale:g}", f"[{style}]{out.status}[/]", metrics, time_s
+        )
+    console.print(table)
+    console.print(f"results: {Path(ws) / 'results.sqlite'}", highlight=False)

@@ -1,0 +1,241 @@
+"""From ``saip evaluate``'s arguments to stored records: locate data, resolve recipes, skip, run, record.
+
+For each requested dataset and scale: find the dataset folder under ``--data-root``, resolve the recipe for
+the protocol and budget, load a fresh backbone at the scaled input size, skip if the workspace's results store
+already has a record with the same backbone digest + dataset + protocol + config digest + scale (unless
+``force``), otherwise run the task adapter, time it and add one :class:`EvalRecord`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from saip_bench.datasets import DATASETS, DatasetInfo
+from saip_bench.errors import ConfigError, DataFormatError
+from saip_bench.evaluate.adapter import EvalRequest, ProgressFn
+from saip_bench.evaluate.protocols import PROTOCOLS, ProtocolSpec, datasets_for_task, load_recipe, scaled_size
+from saip_bench.io import atomic_write_json, digest_obj, git_revision
+
+if TYPE_CHECKING:
+    from saip_bench.results import EvalRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What happened to one (dataset, scale) evaluation: ``status`` is ``"done"``, ``"skipped"`` or
+    ``"missing"`` (no dataset folder under the data root; only when evaluating ``all``)."""
+
+    dataset: str
+    protocol: str
+    scale: float
+    status: str
+    run_dir: Path | None = None
+    record: EvalRecord | None = None
+    message: str = ""
+
+
+def resolve_device(device: str) -> str:
+    """``auto``: this process's CUDA device if any (``LOCAL_RANK`` under torchrun), else ``cpu``."""
+    import torch
+
+    if device != "auto":
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested but CUDA is not available")
+        return device
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return "cpu"
+
+
+def find_dataset_dir(data_root: Path, info: DatasetInfo) -> Path:
+    """The dataset's folder under ``data_root`` by ``saip data check``'s rules (usual folder name, then
+    aliases), or ``data_root`` itself when it is that folder; a DataFormatError naming what was looked for."""
+    from saip_bench.data_check import locate
+
+    data_root = Path(data_root)
+    if not data_root.is_dir():
+        raise DataFormatError(data_root, "data root is not a folder")
+    found = locate(info, data_root)
+    if found is not None:
+        return found
+    if data_root.name in (info.folder, *(Path(a).name for a in info.aliases)):
+        return data_root
+    tried = ", ".join((info.folder, *info.aliases))
+    raise DataFormatError(data_root, f"no {info.title} folder found (looked for: {tried})")
+
+
+def _run_dir_name(backbone_name: str, digest: str, protocol: str, budget: str, cfg: str, scale: float) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in backbone_name)[:48]
+    return f"{safe}-{digest[:10]}-{protocol}-{budget}-{cfg[:10]}-x{scale:g}"
+
+
+def evaluate(
+    *,
+    task: str,
+    dataset: str,
+    backbone: str,
+    data_root: Path,
+    workspace: Path,
+    protocol: str | None = None,
+    budget: str = "full",
+    scales: Sequence[float] = (1.0,),
+    force: bool = False,
+    resume: bool = False,
+    device: str = "auto",
+    recipe: Path | None = None,
+    progress: ProgressFn | None = None,
+) -> list[Outcome]:
+    """Run (or skip) every requested evaluation and record the finished ones.
+
+    Args:
+        task: task name (``"reid"``, ``"attribute"``).
+        dataset: a dataset of that task, or ``"all"`` (datasets without a folder under ``data_root`` are
+            then reported as ``missing`` instead of failing).
+        backbone: backbone spec for :func:`saip_bench.backbones.load_backbone`.
+        data_root: the folder holding the datasets (what ``saip data check`` scans).
+        workspace: the workspace: ``results.sqlite`` and ``runs/``.
+        protocol: ``finetune``, ``linear`` or ``frozen``; default: the dataset's first protocol.
+        budget: ``full``, ``short`` or ``smoke``.
+        scales: multiples of the recipe's input size; each is one evaluation and one record.
+        force: run even if an identical record exists.
+        resume: continue an interrupted fine-tuning from its run folder's last checkpoint.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        recipe: a recipe file to use instead of the registry's (e.g. the 384x128 one).
+        progress: progress callback passed to the adapter.
+
+    Returns:
+        One :class:`Outcome` per (dataset, scale), in order.
+    """
+    import saip_bench
+    from saip_bench.backbones import load_backbone
+    from saip_bench.backbones.wrapper import is_vit
+    from saip_bench.results import EvalRecord, open_workspace_store, utc_now_iso
+
+    names = datasets_for_task(task) if dataset == "all" else [dataset]
+    specs: list[ProtocolSpec] = []
+    for name in names:
+        spec = PROTOCOLS.get(name)
+        if spec.task != task:
+            raise ConfigError(f"dataset {name!r} belongs to task {spec.task!r}, not {task!r}")
+        if protocol is not None and protocol not in spec.protocols:
+            raise ConfigError(f"{name} supports protocols {', '.join(spec.protocols)}, not {protocol!r}")
+        specs.append(spec)
+    if not scales or any(not (s > 0) for s in scales):
+        raise ConfigError(f"scales must be positive numbers, got {list(scales)}")
+    if not Path(data_root).is_dir():  # fail even for `all`, where a single missing dataset only warns
+        raise DataFormatError(data_root, "data root is not a folder")
+    dev = resolve_device(device)
+    store = open_workspace_store(workspace)
+    commit = git_revision()
+    is_main = int(os.environ.get("RANK", 0)) == 0
+    outcomes: list[Outcome] = []
+    for spec in specs:
+        proto = protocol or spec.default_protocol
+        info = DATASETS.get(spec.dataset)
+        try:
+            data_dir = find_dataset_dir(data_root, info)
+        except DataFormatError as err:
+            if dataset != "all":
+                raise
+            log.warning("%s: skipped, %s", spec.dataset, err)
+            outcomes += [Outcome(spec.dataset, proto, s, "missing", message=str(err)) for s in scales]
+            continue
+        recipe_file = Path(recipe) if recipe is not None else spec.recipe_path()
+        resolved = load_recipe(recipe_file, proto, budget)
+        base_size = tuple(int(v) for v in resolved.get("img_size", (256, 128)))
+        if len(base_size) != 2:
+            raise ConfigError(f"{recipe_file}: img_size must be [H, W]")
+        seed = int(resolved.get("seed", 0))
+        config_digest = digest_obj(resolved)
+        for scale in scales:
+            scale = float(scale)
+            model = load_backbone(backbone, img_size=base_size, device=dev)  # type: ignore[arg-type]
+            # set_img_size needs ViT sizes in whole patches and other backbones' in multiples of 16.
+            step = int(model.patch_size) if is_vit(model.model) else 16
+            size = scaled_size(base_size, scale, step)  # type: ignore[arg-type]
+            if size != base_size:
+                model.set_img_size(size)
+            key = dict(
+                backbone_digest=model.digest,
+                dataset=spec.dataset,
+                protocol=proto,
+                config_digest=config_digest,
+                scale=scale,
+            )
+            run_dir = (
+                Path(workspace)
+                / "runs"
+                / spec.dataset
+                / _run_dir_name(model.name, model.digest, proto, budget, config_digest, scale)
+            )
+            if not force and store.has(**key):
+                log.info(
+                    "%s %s x%g: already recorded for %s, skipped (use --force to rerun)",
+                    spec.dataset,
+                    proto,
+                    scale,
+                    model.name,
+                )
+                outcomes.append(Outcome(spec.dataset, proto, scale, "skipped", run_dir))
+                continue
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if is_main:
+                extra = {
+                    "img_size": list(size),
+                    "scale": scale,
+                    "backbone": backbone,
+                    "data_dir": str(data_dir),
+                }
+                atomic_write_json(run_dir / "recipe.json", {**resolved, **extra})
+            request = EvalRequest(
+                task=task,
+                dataset=spec.dataset,
+                data_dir=data_dir,
+                protocol=proto,
+                budget=budget,
+                recipe=resolved,
+                img_size=size,
+                run_dir=run_dir,
+                scale=scale,
+                device=dev,
+                seed=seed,
+                resume=resume,
+                progress=progress,
+            )
+            adapter = spec.load_adapter()
+            log.info("%s %s x%g %s on %s: running", spec.dataset, proto, scale, size, dev)
+            started, t0 = utc_now_iso(), time.perf_counter()
+            result = adapter.run(request, model)
+            duration = time.perf_counter() - t0
+            record = EvalRecord(
+                backbone_digest=model.digest,
+                backbone_name=model.name,
+                pretrain_method=str(model.meta.get("method", "unknown")),
+                task=task,
+                dataset=spec.dataset,
+                protocol=proto,
+                budget=budget,
+                metrics=dict(result.metrics),
+                primary_metric=result.primary_metric,
+                primary_value=result.primary_value,
+                config_digest=config_digest,
+                seed=seed,
+                package_version=saip_bench.__version__,
+                git_revision=commit,
+                duration_s=duration,
+                started_at=started,
+                ended_at=utc_now_iso(),
+                scale=scale,
+            )
+            if is_main:
+                record.id = store.add(record)
+            outcomes.append(Outcome(spec.dataset, proto, scale, "done", run_dir, record))
+    return outcomes

@@ -1,0 +1,183 @@
+"""The protocol registry: for each dataset, its task adapter, recipe, primary metric and best-selection rule.
+
+Recipes are YAML files under ``configs/evaluate/`` (package ``saip_bench.configs``). Layout::
+
+    img_size: [256, 128]          # recipe input size (H, W); --scales multiplies it
+    seed: 0
+    eval: {...}                   # settings shared by every protocol (task-specific keys)
+    protocols:
+      finetune: {train: {...}, ...}   # train: keywords of saip_bench.evaluate.engine.EngineConfig
+      frozen: {...}
+    budgets:                      # optional per-budget overrides, per protocol
+      smoke: {finetune: {train: {epochs: 1}}, frozen: {...}}
+
+:func:`load_recipe` merges, in order: the top-level keys (without ``protocols``/``budgets``), the protocol's
+section, the budget's defaults (:mod:`saip_bench.evaluate.budgets`) and the recipe's own budget overrides.
+
+Adapters are named ``"module:Class"`` so nothing task-specific is imported until it is evaluated. The
+attribute task provides ``saip_bench.tasks.attribute.adapter:AttributeAdapter`` and the recipes
+``configs/evaluate/attribute_pa100k_256x128.yaml`` and ``configs/evaluate/attribute_peta_zs_256x192.yaml``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from saip_bench.errors import ConfigError
+from saip_bench.evaluate.adapter import PROTOCOL_NAMES, TaskAdapter
+from saip_bench.evaluate.budgets import default_overrides
+from saip_bench.registry import Registry
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """How one dataset is evaluated.
+
+    Attributes:
+        dataset: dataset registry name (:data:`saip_bench.datasets.DATASETS`).
+        task: task name, e.g. ``"reid"``.
+        adapter: ``"module.path:ClassName"`` of the :class:`TaskAdapter`.
+        recipe: recipe file relative to ``saip_bench.configs``, e.g.
+            ``"evaluate/reid_market1501_256x128.yaml"``.
+        primary_metric: the metric the report ranks by (a key of the adapter's metrics).
+        best: best-selection rule on the primary metric: ``"max"`` (higher is better) or ``"min"``.
+        protocols: protocols this dataset supports; the first is the default.
+    """
+
+    dataset: str
+    task: str
+    adapter: str
+    recipe: str
+    primary_metric: str
+    best: Literal["max", "min"]
+    protocols: tuple[str, ...]
+
+    @property
+    def default_protocol(self) -> str:
+        return self.protocols[0]
+
+    def load_adapter(self) -> TaskAdapter:
+        """Import and instantiate the adapter."""
+        module_name, _, attr = self.adapter.partition(":")
+        adapter = getattr(importlib.import_module(module_name), attr)()
+        if not isinstance(adapter, TaskAdapter):
+            raise TypeError(f"{self.adapter} does not implement TaskAdapter")
+        return adapter
+
+    def recipe_path(self) -> Path:
+        from saip_bench.configs import config_path
+
+        try:
+            return config_path(self.recipe)
+        except FileNotFoundError as err:
+            raise ConfigError(str(err)) from None
+
+
+PROTOCOLS: Registry[ProtocolSpec] = Registry("evaluation dataset")
+
+_REID = "saip_bench.tasks.reid.adapter:ReidAdapter"
+_ATTR = "saip_bench.tasks.attribute.adapter:AttributeAdapter"
+for _spec in (
+    ProtocolSpec(
+        "market1501",
+        "reid",
+        _REID,
+        "evaluate/reid_market1501_256x128.yaml",
+        "mAP",
+        "max",
+        ("finetune", "frozen"),
+    ),
+    ProtocolSpec(
+        "msmt17", "reid", _REID, "evaluate/reid_msmt17_256x128.yaml", "mAP", "max", ("finetune", "frozen")
+    ),
+    ProtocolSpec(
+        "pa100k",
+        "attribute",
+        _ATTR,
+        "evaluate/attribute_pa100k_256x128.yaml",
+        "mA",
+        "max",
+        ("finetune", "linear"),
+    ),
+    ProtocolSpec(
+        "peta_zs",
+        "attribute",
+        _ATTR,
+        "evaluate/attribute_peta_zs_256x192.yaml",
+        "mA",
+        "max",
+        ("finetune", "linear"),
+    ),
+):
+    PROTOCOLS.add(_spec.dataset, _spec)
+
+
+def datasets_for_task(task: str) -> list[str]:
+    """Datasets registered for ``task``, in registry order; an unknown task lists the valid ones."""
+    names = [name for name, spec in PROTOCOLS.items() if spec.task == task]
+    if not names:
+        valid = ", ".join(sorted({spec.task for _, spec in PROTOCOLS.items()}))
+        raise ConfigError(f"unknown task {task!r}; valid tasks: {valid}")
+    return names
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: ``base`` with ``override`` merged in, nested dicts merged key by key."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping as plain Python containers; a malformed file is a :class:`ConfigError` naming it."""
+    from omegaconf import OmegaConf
+
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such recipe file") from None
+    except Exception as err:  # omegaconf/yaml raise many types; one line naming the file is what users need
+        raise ConfigError(f"{path}: not a valid YAML recipe ({type(err).__name__}: {err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a YAML mapping")
+    return data
+
+
+def load_recipe(path: Path, protocol: str, budget: str) -> dict[str, Any]:
+    """Resolve a recipe file for one protocol and budget into a plain dict (see module docstring).
+
+    Raises:
+        ConfigError: unreadable file, or the protocol is not in the recipe.
+    """
+    if protocol not in PROTOCOL_NAMES:
+        raise ConfigError(f"unknown protocol {protocol!r}; valid protocols: {', '.join(PROTOCOL_NAMES)}")
+    raw = read_yaml(path)
+    sections = raw.get("protocols") or {}
+    if protocol not in sections:
+        valid = ", ".join(sections) or "(none)"
+        raise ConfigError(f"{path}: recipe has no protocol {protocol!r}; it has: {valid}")
+    common = {k: v for k, v in raw.items() if k not in ("protocols", "budgets")}
+    resolved = deep_merge(common, sections[protocol] or {})
+    if "train" in resolved:
+        resolved["train"] = {**resolved["train"], **default_overrides(budget, resolved["train"])}
+    else:
+        default_overrides(budget, {})  # validates the budget name
+    own = ((raw.get("budgets") or {}).get(budget) or {}).get(protocol) or {}
+    resolved = deep_merge(resolved, own)
+    resolved["protocol"] = protocol
+    resolved["budget"] = budget
+    return resolved
+
+
+def scaled_size(img_size: tuple[int, int], scale: float, patch: int) -> tuple[int, int]:
+    """``img_size`` x ``scale``, each side rounded to the nearest multiple of ``patch`` (at least one)."""
+    height, width = (max(patch, int(round(side * scale / patch)) * patch) for side in img_size)
+    return height, width

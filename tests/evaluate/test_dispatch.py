@@ -1,0 +1,127 @@
+"""Dispatch: dataset folders, recipes, skip-unless-force, scales and the records it writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import saip_bench
+from saip_bench.errors import ConfigError, DataFormatError
+from saip_bench.evaluate import dispatch
+from saip_bench.evaluate.adapter import EvalRequest, EvalResult, TaskAdapter
+from saip_bench.evaluate.protocols import PROTOCOLS, ProtocolSpec, load_recipe
+from saip_bench.io import digest_obj
+from saip_bench.results import open_workspace_store
+
+BACKBONE = "random:test_vit"  # timm's tiny test ViT: builds in milliseconds
+
+
+class FakeAdapter:
+    task = "reid"
+    protocols = ("finetune", "frozen")
+
+    def __init__(self) -> None:
+        self.requests: list[EvalRequest] = []
+
+    def run(self, request: EvalRequest, backbone) -> EvalResult:
+        self.requests.append(request)
+        assert tuple(backbone.img_size) == request.img_size
+        return EvalResult({"mAP": 10.0 * request.scale, "R1": 50.0}, "mAP")
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeAdapter:
+    adapter = FakeAdapter()
+    assert isinstance(adapter, TaskAdapter)
+    monkeypatch.setattr(ProtocolSpec, "load_adapter", lambda self: adapter)
+    return adapter
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    (tmp_path / "data" / "Market-1501-v15.09.15").mkdir(parents=True)
+    return tmp_path / "data"
+
+
+def _run(data_root: Path, ws: Path, **kw):
+    args = dict(task="reid", dataset="market1501", backbone=BACKBONE, data_root=data_root, workspace=ws,
+                budget="smoke", device="cpu")  # fmt: skip
+    return dispatch.evaluate(**{**args, **kw})
+
+
+def test_records_have_the_right_fields(fake: FakeAdapter, data_root: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    [out] = _run(data_root, ws)
+    assert out.status == "done" and out.protocol == "finetune"
+    [rec] = open_workspace_store(ws).query()
+    spec = PROTOCOLS.get("market1501")
+    resolved = load_recipe(spec.recipe_path(), "finetune", "smoke")
+    assert rec.config_digest == digest_obj(resolved)
+    assert (rec.task, rec.dataset, rec.protocol, rec.budget, rec.scale) == (
+        "reid",
+        "market1501",
+        "finetune",
+        "smoke",
+        1.0,
+    )
+    assert rec.backbone_name == BACKBONE and rec.pretrain_method == "random" and len(rec.backbone_digest) >= 8
+    assert (
+        rec.primary_metric == "mAP" and rec.primary_value == 10.0 and rec.metrics == {"mAP": 10.0, "R1": 50.0}
+    )
+    assert rec.package_version == saip_bench.__version__ and rec.seed == resolved["seed"]
+    assert rec.duration_s >= 0 and rec.started_at <= rec.ended_at and "T" in rec.started_at
+    request = fake.requests[0]
+    assert request.data_dir == data_root / "Market-1501-v15.09.15" and request.img_size == (256, 128)
+    assert request.run_dir.is_dir() and (request.run_dir / "recipe.json").is_file()
+    assert request.recipe["train"]["epochs"] == 1
+
+
+def test_rerun_is_skipped_unless_forced(fake: FakeAdapter, data_root: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    _run(data_root, ws)
+    [again] = _run(data_root, ws)
+    assert again.status == "skipped" and len(fake.requests) == 1
+    assert open_workspace_store(ws).count() == 1
+    [forced] = _run(data_root, ws, force=True)
+    assert forced.status == "done" and open_workspace_store(ws).count() == 2
+    [other] = _run(data_root, ws, protocol="frozen")  # another protocol is another evaluation
+    assert other.status == "done" and open_workspace_store(ws).count() == 3
+
+
+def test_scales_run_at_rounded_sizes_and_record_each(
+    fake: FakeAdapter, data_root: Path, tmp_path: Path
+) -> None:
+    ws = tmp_path / "ws"
+    outs = _run(data_root, ws, scales=[0.5, 0.8, 1.0], protocol="frozen")
+    assert [o.status for o in outs] == ["done"] * 3
+    assert [r.img_size for r in fake.requests] == [(128, 64), (208, 96), (256, 128)]
+    assert sorted(r.scale for r in open_workspace_store(ws).query()) == [0.5, 0.8, 1.0]
+    assert [o.status for o in _run(data_root, ws, scales=[0.5, 1.25], protocol="frozen")] == [
+        "skipped",
+        "done",
+    ]
+
+
+def test_missing_data_and_bad_options(fake: FakeAdapter, data_root: Path, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    with pytest.raises(DataFormatError, match="no MSMT17 folder"):
+        _run(data_root, ws, dataset="msmt17")
+    with pytest.raises(DataFormatError, match="data root is not a folder"):
+        _run(tmp_path / "nowhere", ws)
+    outs = _run(data_root, ws, dataset="all")
+    assert [(o.dataset, o.status) for o in outs] == [("market1501", "done"), ("msmt17", "missing")]
+    with pytest.raises(ConfigError, match="supports protocols"):
+        _run(data_root, ws, protocol="linear")
+    with pytest.raises(ConfigError, match="belongs to task"):
+        _run(data_root, ws, dataset="pa100k")
+    with pytest.raises(ConfigError, match="unknown task"):
+        _run(data_root, ws, task="juggling", dataset="all")
+    with pytest.raises(ConfigError, match="scales"):
+        _run(data_root, ws, scales=[0.0])
+
+
+def test_data_root_may_be_the_dataset_folder(fake: FakeAdapter, data_root: Path, tmp_path: Path) -> None:
+    folder = data_root / "Market-1501-v15.09.15"
+    [out] = _run(folder, tmp_path / "ws")
+    assert out.status == "done" and fake.requests[0].data_dir == folder

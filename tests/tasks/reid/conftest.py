@@ -1,0 +1,38 @@
+"""Shared fixtures of the re-ID tests: small synthetic datasets in the real formats."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # The test machines are shared by many processes; one intra-op thread is several times faster there.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def synth_market(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic Market-1501 folder: 32 identities (16 train, 16 test), about 384 crops."""
+    from saip_bench.tasks.reid.data.market1501 import write_synth
+
+    out = tmp_path_factory.mktemp("market") / "Market-1501-v15.09.15"
+    write_synth(out, ids=32, images=384, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synth_msmt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic MSMT17_V1 folder: 8 identities, 96 crops."""
+    from saip_bench.tasks.reid.data.msmt17 import write_synth
+
+    out = tmp_path_factory.mktemp("msmt") / "MSMT17_V1"
+    write_synth(out, ids=8, images=96, seed=0)
+    return out
