@@ -10,6 +10,7 @@ from typing import ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from saip_bench.errors import SaipError
 
@@ -52,4 +53,16 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False, markup=False)],
         force=True,
+    )
+
+
+def progress_bar() -> Progress:
+    """The one progress display of the CLI: description, bar, done/total, elapsed; gone when finished."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     )

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from saip_bench.cli.common import console, fail, user_errors
+from saip_bench.cli.common import console, fail, progress_bar, user_errors
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich")
 
@@ -37,7 +37,6 @@ def synth(
     overwrite: Annotated[bool, typer.Option(help="Replace dataset folders that already exist.")] = False,
 ) -> None:
     """Write synthetic datasets in the exact on-disk format of the real ones."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from saip_bench.data_check import resolve_formats, write_synth_dataset
 
@@ -50,14 +49,7 @@ def synth(
             if (out / info.folder).exists():
                 raise fail(f"{out / info.folder}: already exists; choose another --out or pass --overwrite")
     written: list[tuple[str, Path]] = []
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("synthetic data", total=len(supported))
         for info in supported:
             progress.update(task, description=f"writing {info.name}")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from saip_bench.cli.common import BACKBONE_HELP, console, user_errors
+from saip_bench.cli.common import BACKBONE_HELP, console, progress_bar, user_errors
 from saip_bench.errors import ConfigError
 
 
@@ -58,7 +58,6 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
 ) -> None:
     """Evaluate a backbone on a task's datasets; every finished evaluation is recorded in the workspace."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from saip_bench.evaluate.dispatch import evaluate as run_evaluation
@@ -66,14 +65,7 @@ def evaluate(
 
     scale_list = parse_scales(scales)
     ws = workspace if workspace is not None else default_workspace()
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with progress_bar() as bar:
         ids: dict[str, object] = {}
 
         def progress(description: str, done: int, total: int) -> None:

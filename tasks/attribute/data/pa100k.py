@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from saip_bench.errors import ConfigError, DataFormatError
+from saip_bench.synth.attributes import PA100K_ATTRIBUTES
 from saip_bench.tasks.attribute.data.common import (
     AttributeSet,
     binary_labels,
@@ -31,12 +32,7 @@ IMAGE_DIR = "data"
 SPLITS = ("train", "val", "test")
 
 #: The 26 attributes in ``annotation.mat`` column order.
-ATTRIBUTES: tuple[str, ...] = (
-    "Female", "AgeOver60", "Age18-60", "AgeLess18", "Front", "Side", "Back", "Hat", "Glasses", "HandBag",
-    "ShoulderBag", "Backpack", "HoldObjectsInFront", "ShortSleeve", "LongSleeve", "UpperStride", "UpperLogo",
-    "UpperPlaid", "UpperSplice", "LowerStripe", "LowerPattern", "LongCoat", "Trousers", "Shorts",
-    "Skirt&Dress", "boots",
-)  # fmt: skip
+ATTRIBUTES: tuple[str, ...] = PA100K_ATTRIBUTES
 
 
 def _read_mat(path: Path) -> dict:

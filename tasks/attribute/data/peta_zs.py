@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from saip_bench.errors import ConfigError, DataFormatError
+from saip_bench.synth.attributes import PETA_ATTRIBUTES
 from saip_bench.tasks.attribute.data.common import (
     AttributeSet,
     binary_labels,
@@ -38,15 +39,7 @@ REQUIRED_KEYS = ("image_name", "label", "attr_name", "partition")
 
 #: The 35 evaluated PETA attributes, in Rethinking_of_PAR's grouped order (head, upper, lower, feet, carrying,
 #: age, gender), which is the column order of the split files.
-ATTRIBUTES: tuple[str, ...] = (
-    "accessoryHat", "accessoryMuffler", "accessoryNothing", "accessorySunglasses", "hairLong",
-    "upperBodyCasual", "upperBodyFormal", "upperBodyJacket", "upperBodyLogo", "upperBodyPlaid",
-    "upperBodyShortSleeve", "upperBodyThinStripes", "upperBodyTshirt", "upperBodyOther", "upperBodyVNeck",
-    "lowerBodyCasual", "lowerBodyFormal", "lowerBodyJeans", "lowerBodyShorts", "lowerBodyShortSkirt",
-    "lowerBodyTrousers", "footwearLeatherShoes", "footwearSandals", "footwearShoes", "footwearSneaker",
-    "carryingBackpack", "carryingOther", "carryingMessengerBag", "carryingNothing", "carryingPlasticBags",
-    "personalLess30", "personalLess45", "personalLess60", "personalLarger60", "personalMale",
-)  # fmt: skip
+ATTRIBUTES: tuple[str, ...] = PETA_ATTRIBUTES
 
 
 class _AttrDict(dict):

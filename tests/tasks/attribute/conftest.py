@@ -13,17 +13,6 @@ from saip_bench.synth.types import PersonSample
 from saip_bench.tasks.attribute.data import pa100k, peta_zs, render
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine torch's thread pool is 20-60x slower under load."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _has_generator() -> bool:
     try:
         from saip_bench.synth import SynthWorld  # noqa: F401
