@@ -1,0 +1,1 @@
+"""Pretraining recipes (YAML): defaults.yaml names every key; the others override some of them."""
