@@ -125,7 +125,8 @@ def save_backbone(
     _check_grid(module, img_size)
     weights, meta_path = checkpoint_paths(path)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
-    blob = st_save(state, metadata={"format": FORMAT_NAME, "arch": arch})
+    # One header key: safetensors writes several in hash order, so identical weights gave different bytes.
+    blob = st_save(state, metadata={FORMAT_NAME: json.dumps({"arch": arch}, sort_keys=True)})
     atomic_write_bytes(weights, blob)
     meta = {
         "format": FORMAT_NAME,

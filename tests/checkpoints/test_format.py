@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 
 from saip_bench.backbones import load_backbone, read_backbone_checkpoint, save_backbone
@@ -102,3 +103,14 @@ def test_pickled_code_is_never_run(tmp_path: Path) -> None:
     torch.save({"model": {"w": torch.zeros(1)}, "evil": Evil()}, tmp_path / "evil.pth")
     with pytest.raises(CheckpointError, match="evil.pth: unreadable checkpoint"):
         load_backbone(str(tmp_path / "evil.pth"))
+
+
+def test_identical_weights_give_identical_bytes(tmp_path: Path) -> None:
+    # Reproducible exports: the same network saved twice is the same file (checksums, caches, diffs).
+    model = timm.create_model("saip_vit_tiny_patch16", img_size=(64, 32))
+    blobs = set()
+    for i in range(4):
+        save_backbone(tmp_path / f"b{i}.safetensors", model, arch="saip_vit_tiny_patch16", img_size=(64, 32),
+                      method="test", step=0, source="test")  # fmt: skip
+        blobs.add((tmp_path / f"b{i}.safetensors").read_bytes())
+    assert len(blobs) == 1
