@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "--tiny", action="store_true", help="shrunken model and views (a quick check of the script)"
     )
     p.add_argument(
-        "--malloc-mmap-threshold-mb", type=float, default=4.0,
+        "--malloc-mmap-threshold-mb", type=float, default=2.0,
         help="as train.malloc_mmap_threshold_mb in a CPU run (0: leave glibc's adaptive threshold alone)",
     )  # fmt: skip
     args = p.parse_args(argv)
