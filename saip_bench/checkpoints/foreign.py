@@ -71,6 +71,12 @@ def read_weights_file(path: str | Path) -> Mapping[str, Any]:
     with open(path, "rb") as handle:
         head = handle.read(16)
     is_safetensors = path.suffix == ".safetensors" or (len(head) > 9 and head[8:9] == b"{")
+    # torch.save writes a zip archive (legacy files: a pickle, first byte 0x80); anything else would get
+    # torch's generic "weights only load failed" advice, which is wrong for a file that is simply not one.
+    if not is_safetensors and not head.startswith(b"PK\x03\x04") and not head.startswith(b"\x80"):
+        raise CheckpointError(
+            f"{path}: not a checkpoint (neither a torch zip archive, a pickle nor safetensors)"
+        )
     try:
         if is_safetensors:
             from safetensors.torch import load_file

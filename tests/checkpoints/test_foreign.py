@@ -233,3 +233,10 @@ def test_saipv1_backbone_saved_alone_and_pretraining_keys_elsewhere(
     torch.save(plain, tmp_path / "plain.pth")
     with pytest.raises(CheckpointError, match="1 unexpected key\\(s\\): mask_token"):
         load_backbone(str(tmp_path / "plain.pth"))
+
+
+def test_a_file_that_is_no_checkpoint_says_so(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.pth"
+    bad.write_text("these are not weights\n")
+    with pytest.raises(CheckpointError, match=r"notes\.pth: not a checkpoint"):
+        read_any_checkpoint(bad)
