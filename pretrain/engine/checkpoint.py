@@ -28,9 +28,11 @@ FORMAT_VERSION = 1
 
 def rng_state() -> dict[str, Any]:
     """The global RNG states of python, numpy and torch (CPU and every CUDA device)."""
+    # Only tensors and plain Python values, so the checkpoint loads with weights_only=True.
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -41,7 +43,8 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` returned."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -58,14 +61,14 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint this engine wrote; a missing or foreign file is a :class:`CheckpointError`.
 
-    ``weights_only=False`` is needed for the python/numpy RNG states; it is safe here because only files this
-    engine wrote into the run directory are ever loaded.
+    Loaded with ``weights_only=True``: the checkpoint holds only tensors and plain values, so a file planted
+    in a run directory cannot run code when a run resumes from it.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint to resume from")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: one line naming it
         raise CheckpointError(f"{path}: not a readable training checkpoint ({type(err).__name__})") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
