@@ -198,6 +198,17 @@ def make_optimizer(groups: list[dict[str, Any]], config: EngineConfig) -> torch.
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
 
 
+def loader_workers(requested: int) -> int:
+    """DataLoader workers: the recipe's number, capped at the CPU cores this process may use.
+
+    Recipes are written for training machines; on a small one more workers than cores only add contention.
+    """
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(int(requested), cores))
+
+
 def move_to(batch: Any, device: torch.device) -> Any:
     """Move every tensor in a (nested) batch to ``device``."""
     if isinstance(batch, torch.Tensor):

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult
+from saip_bench.evaluate.engine import loader_workers
 from saip_bench.io import atomic_path, atomic_write_json
 from saip_bench.tasks.attribute.data import AttributeSet, load_attribute_set
 from saip_bench.tasks.attribute.images import AttributeImages, eval_transform, train_transform
@@ -123,7 +124,7 @@ class AttributeAdapter:
         return DataLoader(
             AttributeImages(paths, labels, transform),
             batch_size=settings.batch_size,
-            num_workers=settings.num_workers,
+            num_workers=loader_workers(settings.num_workers),
             pin_memory=torch.device(device).type == "cuda",
         )
 
@@ -206,7 +207,7 @@ class AttributeAdapter:
         batch_size = max(2, min(loader_settings.batch_size, len(train_set)))
         train_loader = DataLoader(
             train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
-            num_workers=settings.num_workers, pin_memory=device.type == "cuda",
+            num_workers=loader_workers(settings.num_workers), pin_memory=device.type == "cuda",
             generator=torch.Generator().manual_seed(request.seed),
         )  # fmt: skip
         pos_ratio = torch.as_tensor((labels == 1).mean(axis=0), dtype=torch.float32, device=device)

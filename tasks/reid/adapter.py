@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from saip_bench.errors import ConfigError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult
-from saip_bench.evaluate.engine import EngineConfig, fit
+from saip_bench.evaluate.engine import EngineConfig, fit, loader_workers
 from saip_bench.tasks.reid.dataset import IMAGENET_MEAN, IMAGENET_STD, ReidImages, build_transforms
 from saip_bench.tasks.reid.evaluation import evaluate_model, subset_eval
 from saip_bench.tasks.reid.losses import id_loss, triplet_loss
@@ -147,9 +147,9 @@ class ReidAdapter:
         loader = DataLoader(
             train_set,
             batch_sampler=sampler,
-            num_workers=int(data["workers"]),
+            num_workers=loader_workers(data["workers"]),
             pin_memory=device.type == "cuda",
-            persistent_workers=int(data["workers"]) > 0,
+            persistent_workers=loader_workers(data["workers"]) > 0,
         )
         model = ReidModel(backbone, backbone.embed_dim, train_set.num_ids, feat=str(ev["feat"])).to(device)
         backbone.requires_grad_(True)

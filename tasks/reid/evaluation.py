@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from saip_bench.evaluate.adapter import ProgressFn
+from saip_bench.evaluate.engine import loader_workers
 from saip_bench.tasks.reid.dataset import ReidImages, build_transforms
 from saip_bench.tasks.reid.metrics import evaluate_rank, rank_metrics
 
@@ -38,7 +39,11 @@ def extract_features(
     kwargs = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
     dataset = ReidImages(items, build_transforms(img_size, train=False, **kwargs))
     loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=device.type == "cuda"
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=loader_workers(workers),
+        pin_memory=device.type == "cuda",
     )
     was_training = model.training
     model.eval()
