@@ -81,6 +81,7 @@ PROTOCOLS: Registry[ProtocolSpec] = Registry("evaluation dataset")
 
 _REID = "saip_bench.tasks.reid.adapter:ReidAdapter"
 _ATTR = "saip_bench.tasks.attribute.adapter:AttributeAdapter"
+_TEXT = "saip_bench.tasks.text_retrieval.adapter:TextRetrievalAdapter"
 for _spec in (
     ProtocolSpec(
         "market1501",
@@ -109,6 +110,24 @@ for _spec in (
         _ATTR,
         "evaluate/attribute_peta_zs_256x192.yaml",
         "mA",
+        "max",
+        ("finetune", "linear"),
+    ),
+    ProtocolSpec(
+        "cuhk_pedes",
+        "text_retrieval",
+        _TEXT,
+        "evaluate/text_retrieval_cuhk_pedes_384x128.yaml",
+        "R1",
+        "max",
+        ("finetune", "linear"),
+    ),
+    ProtocolSpec(
+        "icfg_pedes",
+        "text_retrieval",
+        _TEXT,
+        "evaluate/text_retrieval_icfg_pedes_384x128.yaml",
+        "R1",
         "max",
         ("finetune", "linear"),
     ),

@@ -27,7 +27,12 @@ def parse_scales(text: str) -> list[float]:
 @user_errors
 def evaluate(
     *,
-    task: Annotated[str, typer.Option(help="Task: [bold]reid[/] or [bold]attribute[/].")],
+    task: Annotated[
+        str,
+        typer.Option(
+            help="Task, e.g. [bold]reid[/], [bold]attribute[/]; an unknown name lists the valid ones."
+        ),
+    ],
     backbone: Annotated[str, typer.Option(help=BACKBONE_HELP)],
     data_root: Annotated[
         Path, typer.Option(help="Folder holding the datasets (what `saip data check` scans).")

@@ -1,0 +1,55 @@
+"""The retrieval model: image backbone (or cached features) and text encoder, projected into one space."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RetrievalModel(nn.Module):
+    """Image and text embeddings in a shared ``dim``-d space, plus an identity classifier on both.
+
+    Args:
+        text_encoder: maps ``(B, L)`` token ids to ``(B, text_encoder.embed_dim)``.
+        image_dim: width of the image features (the backbone's ``embed_dim``).
+        dim: shared embedding width.
+        num_classes: training identities for the ID loss (0: no classifier).
+        backbone: the image backbone (finetune); None when the model is fed cached features (linear).
+    """
+
+    def __init__(
+        self, text_encoder: nn.Module, *, image_dim: int, dim: int = 256, num_classes: int = 0,
+        backbone: nn.Module | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.backbone = backbone
+        self.text = text_encoder
+        self.image_proj = nn.Linear(image_dim, dim)
+        self.text_proj = nn.Linear(int(text_encoder.embed_dim), dim)
+        self.classifier = nn.Linear(dim, num_classes, bias=False) if num_classes > 0 else None
+
+    def embed_image(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (with a backbone) or cached ``(B, image_dim)`` features -> ``(B, dim)`` embeddings."""
+        feats = self.backbone(x) if self.backbone is not None else x
+        return self.image_proj(feats.float())
+
+    def embed_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` token ids -> ``(B, dim)`` embeddings."""
+        return self.text_proj(self.text(tokens).float())
+
+    def forward(
+        self, x: torch.Tensor, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Both embeddings and, with a classifier, their identity logits (one forward, so DDP syncs all)."""
+        image, text = self.embed_image(x), self.embed_text(tokens)
+        if self.classifier is None:
+            return image, text, None, None
+        return image, text, self.classifier(image), self.classifier(text)
+
+
+@torch.no_grad()
+def embed_batched(fn, inputs: torch.Tensor, *, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """``fn`` over ``inputs`` in batches on ``device``; L2-normalised float32 rows on the CPU."""
+    out = [fn(inputs[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(inputs), batch_size)]
+    return F.normalize(torch.cat(out), dim=1)
