@@ -22,15 +22,18 @@ attribute task provides ``saip_bench.tasks.attribute.adapter:AttributeAdapter`` 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from saip_bench.errors import ConfigError
 from saip_bench.evaluate.adapter import PROTOCOL_NAMES, TaskAdapter
 from saip_bench.evaluate.budgets import default_overrides
 from saip_bench.registry import Registry
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -200,3 +203,22 @@ def scaled_size(img_size: tuple[int, int], scale: float, patch: int) -> tuple[in
     """``img_size`` x ``scale``, each side rounded to the nearest multiple of ``patch`` (at least one)."""
     height, width = (max(patch, int(round(side * scale / patch)) * patch) for side in img_size)
     return height, width
+
+
+def recipe_settings(recipe: dict[str, Any], name: str, cls: type[T]) -> T:
+    """Build the settings dataclass ``cls`` from the recipe section ``name`` (missing = defaults).
+
+    Raises:
+        ConfigError: the section is not a mapping, or names a key ``cls`` does not have (the message lists
+            the valid keys, so a typo in a recipe fails before any training).
+    """
+    values = recipe.get(name) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"recipe section {name!r} must be a mapping, got {type(values).__name__}")
+    valid = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise ConfigError(
+            f"recipe section {name!r}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+        )
+    return cls(**values)

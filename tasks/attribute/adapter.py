@@ -15,7 +15,7 @@ Metrics are reported in percent: ``mA`` (primary), and the instance-based ``acc`
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult
 from saip_bench.evaluate.engine import loader_workers
+from saip_bench.evaluate.images import eval_transform, train_transform
+from saip_bench.evaluate.protocols import recipe_settings
 from saip_bench.io import atomic_path, atomic_write_json
 from saip_bench.tasks.attribute.data import AttributeSet, load_attribute_set
-from saip_bench.tasks.attribute.images import AttributeImages, eval_transform, train_transform
+from saip_bench.tasks.attribute.images import AttributeImages
 from saip_bench.tasks.attribute.linear import extract_features, predict_scores, train_linear_head
 from saip_bench.tasks.attribute.losses import weighted_bce
 from saip_bench.tasks.attribute.metrics import pedestrian_metrics
@@ -72,20 +74,6 @@ class LinearSettings:
     batch_size: int = 256
 
 
-def _section(recipe: dict[str, Any], name: str, cls: type) -> Any:
-    """Build a settings dataclass from a recipe section; an unknown key is a ConfigError naming it."""
-    values = recipe.get(name) or {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"recipe section {name!r} must be a mapping, got {type(values).__name__}")
-    valid = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - valid)
-    if unknown:
-        raise ConfigError(
-            f"recipe section {name!r}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
-        )
-    return cls(**values)
-
-
 def to_percent(metrics: dict[str, float]) -> dict[str, float]:
     """Fractions -> percent, as the field reports attribute metrics."""
     return {key: 100.0 * value for key, value in metrics.items()}
@@ -103,8 +91,8 @@ class AttributeAdapter:
             raise ConfigError(
                 f"the attribute task supports protocols {', '.join(self.protocols)}, not {request.protocol!r}"
             )
-        settings = _section(request.recipe, "eval", EvalSettings)
-        head_settings = _section(request.recipe, "head", HeadSettings)
+        settings = recipe_settings(request.recipe, "eval", EvalSettings)
+        head_settings = recipe_settings(request.recipe, "head", HeadSettings)
         data = load_attribute_set(request.dataset, request.data_dir)
         for split in (settings.train_split, settings.test_split):
             if split not in data.partition:
@@ -136,7 +124,7 @@ class AttributeAdapter:
         settings: EvalSettings,
         head: HeadSettings,
     ) -> EvalResult:
-        probe = _section(request.recipe, "linear", LinearSettings)
+        probe = recipe_settings(request.recipe, "linear", LinearSettings)
         device = torch.device(request.device)
         backbone.requires_grad_(False)
         transform = eval_transform(request.img_size)
@@ -186,8 +174,8 @@ class AttributeAdapter:
         if "train" not in request.recipe:
             raise ConfigError("the finetune protocol needs a 'train' section in its recipe")
         config = EngineConfig.from_dict(request.recipe["train"])
-        loader_settings = _section(request.recipe, "loader", LoaderSettings)
-        augment = _section(request.recipe, "augment", AugmentSettings)
+        loader_settings = recipe_settings(request.recipe, "loader", LoaderSettings)
+        augment = recipe_settings(request.recipe, "augment", AugmentSettings)
         device = torch.device(request.device)
         with torch.random.fork_rng(devices=[]):  # a seeded head without resetting the caller's global RNG
             torch.manual_seed(request.seed)

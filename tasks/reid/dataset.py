@@ -15,38 +15,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from saip_bench.errors import DataFormatError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class ImageReadError(DataFormatError):
-    """An image file is missing or cannot be decoded."""
-
-    # torch's ExceptionWrapper calls ``cls(message=traceback_text)`` for classes with a ``message`` attribute.
-    message = "image read error"
-
-    def __init__(
-        self, path: str | Path | None = None, problem: str | None = None, *, message: str | None = None
-    ):
-        if message is not None:  # rebuilt from a DataLoader worker's traceback: keep its last line only
-            tag = f"{type(self).__name__}: "
-            last = [line for line in message.splitlines() if tag in line]
-            text = last[-1].split(tag, 1)[1] if last else message.strip().splitlines()[-1]
-            path, _, problem = text.partition(": ")
-        super().__init__(path or "?", problem or "cannot read image")
-
-
-def read_rgb(path: Path) -> Image.Image:
-    """Open ``path`` as RGB, fully decoded; a missing or corrupt file raises :class:`ImageReadError`."""
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except FileNotFoundError:
-        raise ImageReadError(path, "image file is missing") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageReadError(path, f"cannot decode image ({err})") from None
+from saip_bench.evaluate.images import IMAGENET_MEAN, IMAGENET_STD, read_rgb
 
 
 class ReidImages(Dataset):

@@ -18,7 +18,7 @@ Recipe keys this task reads (besides ``img_size``/``seed``, used by dispatch, an
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult
+from saip_bench.evaluate.images import eval_transform, train_transform
+from saip_bench.evaluate.protocols import recipe_settings
 from saip_bench.io import atomic_path, atomic_write_json
 from saip_bench.tasks.text_retrieval.data.common import PedesData
-from saip_bench.tasks.text_retrieval.images import (
-    CaptionPairs,
-    GalleryImages,
-    eval_transform,
-    extract_features,
-    train_transform,
-)
+from saip_bench.tasks.text_retrieval.images import CaptionPairs, GalleryImages, extract_features
 from saip_bench.tasks.text_retrieval.linear import train_on_features
 from saip_bench.tasks.text_retrieval.losses import retrieval_loss
 from saip_bench.tasks.text_retrieval.metrics import rank_metrics
@@ -97,20 +93,6 @@ class LinearSettings:
     batch_size: int = 128
 
 
-def _section(recipe: dict[str, Any], name: str, cls: type) -> Any:
-    """Build a settings dataclass from a recipe section; an unknown key is a ConfigError naming it."""
-    values = recipe.get(name) or {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"recipe section {name!r} must be a mapping, got {type(values).__name__}")
-    valid = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - valid)
-    if unknown:
-        raise ConfigError(
-            f"recipe section {name!r}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
-        )
-    return cls(**values)
-
-
 def load_dataset(name: str, root: Path) -> PedesData:
     """The PEDES dataset ``name`` (``cuhk_pedes`` or ``icfg_pedes``) read from ``root``."""
     if name == "cuhk_pedes":
@@ -166,7 +148,7 @@ class TextRetrievalAdapter:
                 f"not {request.protocol!r}"
             )
         recipe = request.recipe
-        settings = _section(recipe, "eval", EvalSettings)
+        settings = recipe_settings(recipe, "eval", EvalSettings)
         data = load_dataset(request.dataset, request.data_dir)
         train = _Split(data, settings.train_split, None)
         if len(train.captions) < 2:
@@ -180,9 +162,9 @@ class TextRetrievalAdapter:
             test = _Split(data, settings.test_split, tokenize)
             model = RetrievalModel(
                 text_encoder, image_dim=int(backbone.embed_dim),
-                dim=_section(recipe, "embed", EmbedSettings).dim, num_classes=train.num_classes,
+                dim=recipe_settings(recipe, "embed", EmbedSettings).dim, num_classes=train.num_classes,
             )  # fmt: skip
-        loss = _section(recipe, "loss", LossSettings)
+        loss = recipe_settings(recipe, "loss", LossSettings)
         if request.protocol == "linear":
             metrics, extra = self._linear(request, backbone, model, train, test, settings, loss)
         else:
@@ -195,7 +177,7 @@ class TextRetrievalAdapter:
     @staticmethod
     def _text_side(recipe: dict[str, Any], captions: list[str], run_dir: Path) -> tuple[Any, Any]:
         """Text encoder and tokenizer: a local HF folder if the recipe names one, else from scratch."""
-        text = _section(recipe, "text", TextSettings)
+        text = recipe_settings(recipe, "text", TextSettings)
         hf_path = recipe.get("text_encoder")
         if hf_path:
             encoder = HFTextEncoder(Path(str(hf_path)), max_len=text.max_len)
@@ -220,7 +202,7 @@ class TextRetrievalAdapter:
         self, request: EvalRequest, backbone: Any, model: RetrievalModel, train: _Split, test: _Split,
         settings: EvalSettings, loss: LossSettings,
     ) -> tuple[dict[str, float], dict[str, Any]]:  # fmt: skip
-        probe = _section(request.recipe, "linear", LinearSettings)
+        probe = recipe_settings(request.recipe, "linear", LinearSettings)
         device = torch.device(request.device)
         backbone.requires_grad_(False)
         feats = {}
@@ -257,8 +239,8 @@ class TextRetrievalAdapter:
         if "train" not in request.recipe:
             raise ConfigError("the finetune protocol needs a 'train' section in its recipe")
         config = EngineConfig.from_dict(request.recipe["train"])
-        loader_settings = _section(request.recipe, "loader", LoaderSettings)
-        augment = _section(request.recipe, "augment", AugmentSettings)
+        loader_settings = recipe_settings(request.recipe, "loader", LoaderSettings)
+        augment = recipe_settings(request.recipe, "augment", AugmentSettings)
         device = torch.device(request.device)
         model.backbone = backbone
         model.to(device)

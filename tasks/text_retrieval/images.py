@@ -6,46 +6,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from saip_bench.errors import DataFormatError
 from saip_bench.evaluate.adapter import ProgressFn
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def eval_transform(img_size: tuple[int, int]) -> T.Compose:
-    """Resize to ``(H, W)`` and normalise."""
-    return T.Compose([T.Resize(tuple(img_size)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-
-
-def train_transform(img_size: tuple[int, int], *, pad: int = 10, flip: float = 0.5) -> T.Compose:
-    """IRRA-style light augmentation: resize, pad + random crop, horizontal flip.
-
-    Flipping keeps captions true: PEDES descriptions rarely say left or right.
-    """
-    steps: list = [T.Resize(tuple(img_size))]
-    if pad > 0:
-        steps += [T.Pad(pad), T.RandomCrop(tuple(img_size))]
-    if flip > 0:
-        steps.append(T.RandomHorizontalFlip(flip))
-    steps += [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    return T.Compose(steps)
-
-
-def read_rgb(path: Path) -> Image.Image:
-    """An image file as RGB; an unreadable file is a DataFormatError naming it."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise DataFormatError(path, "listed image does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataFormatError(path, f"cannot decode image ({err})") from None
+from saip_bench.evaluate.images import read_rgb
 
 
 class GalleryImages(Dataset):

@@ -10,9 +10,10 @@ import pytest
 from scipy.io import loadmat, savemat
 
 from saip_bench.errors import DataFormatError
+from saip_bench.evaluate.images import ImageReadError, eval_transform
 from saip_bench.synth.attributes import PA100K_ATTRIBUTES
 from saip_bench.tasks.attribute.data import load_attribute_set, pa100k
-from saip_bench.tasks.attribute.images import AttributeImages, ImageDecodeError, eval_transform
+from saip_bench.tasks.attribute.images import AttributeImages
 
 
 def test_attribute_names_match_the_generator() -> None:
@@ -109,7 +110,7 @@ def test_truncated_image_is_caught_when_decoded(pa100k_dir: Path) -> None:
     images = AttributeImages(data.image_paths, data.labels, eval_transform((32, 16)))
     image, label = images[0]
     assert image.shape == (3, 32, 16) and label.shape == (26,)
-    with pytest.raises(ImageDecodeError, match=r"000002\.jpg: cannot decode image"):
+    with pytest.raises(ImageReadError, match=r"000002\.jpg: cannot decode image"):
         images[1]
 
 
@@ -121,7 +122,7 @@ def test_decode_error_survives_a_dataloader_worker(pa100k_dir: Path) -> None:
     loader = torch.utils.data.DataLoader(
         AttributeImages(data.image_paths[:2], data.labels[:2], eval_transform((32, 16))), num_workers=1
     )
-    with pytest.raises(ImageDecodeError) as info:
+    with pytest.raises(ImageReadError) as info:
         next(iter(loader))
     assert str(info.value).startswith(str(pa100k_dir / "data" / "000001.jpg"))
     assert "\n" not in str(info.value)

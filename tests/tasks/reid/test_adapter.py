@@ -11,8 +11,9 @@ from torch.utils.data import DataLoader
 from saip_bench.backbones import load_backbone
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, TaskAdapter
+from saip_bench.evaluate.images import ImageReadError
 from saip_bench.tasks.reid.adapter import ReidAdapter
-from saip_bench.tasks.reid.dataset import ImageReadError, ReidImages, build_transforms
+from saip_bench.tasks.reid.dataset import ReidImages, build_transforms
 
 SIZE = (64, 32)
 ARCH = "test_vit"  # timm's tiny test ViT (64-d, patch 16): the whole fine-tuning test runs in seconds
