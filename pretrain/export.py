@@ -39,7 +39,8 @@ def export_backbone(
 
     vit, branch = model.export_vit(which)
     if branch != which:
-        log.warning("%s has no full teacher: exporting the student instead", method)
+        # MAE, and ablations without distillation, train no full EMA teacher: the student is the backbone.
+        log.info("%s trains no full EMA teacher: exporting the student", method)
     m = config.model
     vit_kwargs = {k: m[k] for k in ("embed_dim", "depth", "num_heads") if m[k] is not None}
     return save_backbone(
