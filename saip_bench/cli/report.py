@@ -124,35 +124,35 @@ def report(
 
 
 def print_report_table(table: ReportTable, digits: int | None = None) -> None:
-    """Print the rich table; when the terminal is too narrow, cut the right-most columns, keep the rest whole.
+    """Print the rich table; when it is wider than the terminal, print its dataset columns in groups that fit.
 
-    rich's own answer to a too-wide table is to squeeze every column until names and numbers break, which
-    reads worse than a table whose last datasets are cut off (with a note saying so).
+    rich's own answer to a too-wide table is to squeeze or crop columns until names and numbers break; a wide
+    table is instead wrapped like a wide data frame: every group repeats the backbone labels.
     """
+    import dataclasses
+
     from rich.measure import Measurement
-    from rich.segment import Segment, Segments
 
-    from saip_bench.report.export import rich_min_width, to_rich
+    from saip_bench.report.export import to_rich
 
-    rich_table = to_rich(table, digits=digits)
-    natural = Measurement.get(console, console.options.update(max_width=100_000), rich_table).maximum
-    if natural <= console.width:
-        console.print(rich_table)
-        return
-    compact = to_rich(table, digits=digits, compact=True)
-    needed = rich_min_width(table, digits=digits)
-    if needed <= console.width:
-        console.print(compact)
-        return
-    lines = console.render_lines(compact, console.options.update(width=needed), pad=False)
-    segments: list[Segment] = []
-    for line in lines:
-        segments += [*Segment.adjust_line_length(line, console.width, pad=False), Segment.line()]
-    console.print(Segments(segments))
-    console.print(
-        "[yellow]note:[/] the table is wider than this terminal and was cut; widen the window or use "
-        "--format markdown / --output FILE"
-    )
+    def width(columns: list) -> int:
+        part = dataclasses.replace(table, columns=columns)
+        rendered = to_rich(part, digits=digits)
+        return Measurement.get(console, console.options.update(max_width=100_000), rendered).maximum
+
+    groups: list[list] = [[]]
+    for column in table.columns:
+        if groups[-1] and width([*groups[-1], column]) > console.width:
+            groups.append([])
+        groups[-1].append(column)
+    for i, columns in enumerate(groups):
+        part = dataclasses.replace(
+            table,
+            columns=columns,
+            title=table.title if i == 0 else "",
+            notes=table.notes if i == len(groups) - 1 else [],
+        )
+        console.print(to_rich(part, digits=digits, compact=width(columns) > console.width))
 
 
 def _inventory(store: ResultsStore) -> str:

@@ -89,19 +89,6 @@ def to_rich(table: ReportTable, *, digits: int | None = None, compact: bool = Fa
     return out
 
 
-def rich_min_width(table: ReportTable, *, digits: int | None = None) -> int:
-    """Terminal columns the compact rich table needs before rich starts cutting dataset columns off."""
-    digits = choose_digits(table) if digits is None else digits
-    total = 0
-    for i, header in enumerate(table.label_headers):
-        total += min(max([len(row.labels[i]) for row in table.rows] + [len(header)]), 16) + 2
-    for column in table.columns:
-        parts = column.title.replace("-", "-\n").replace(" (", "\n(").splitlines()
-        values = [len(format_value(row.value(column), digits)) for row in table.rows]
-        total += max([len(p) for p in parts] + values + [len(column.metric)]) + 2
-    return total
-
-
 def to_text(table: ReportTable, *, digits: int | None = None, width: int = 200) -> str:
     """The rich table as plain text (for ``--format table --output FILE``)."""
     console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
