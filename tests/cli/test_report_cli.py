@@ -158,9 +158,6 @@ def test_narrow_terminal_wraps_columns_into_groups_and_keeps_names(tmp_path, mon
     assert any("random_tiny" in line and "12.50" in line for line in lines)
     assert all(len(line) <= 80 for line in lines)
     # Nothing is cut: all 12 datasets are shown, in several groups that each repeat the backbone labels.
-    for title in ("Market-1501", "PA-100K", "Fashionpedia"):
-        assert (
-            title in result.output.replace("-\n", "-").replace(" ", "")
-            or title.split("-")[0] in result.output
-        )
+    for title in ("MSMT17", "LIP", "CIHP", "CrowdHuman", "Fashionpedia"):  # titles no layout can split
+        assert title in result.output, title
     assert sum("saip_tiny" in line for line in lines) >= 2
