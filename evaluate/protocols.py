@@ -205,6 +205,21 @@ def scaled_size(img_size: tuple[int, int], scale: float, patch: int) -> tuple[in
     return height, width
 
 
+@dataclass(frozen=True)
+class LoaderSettings:
+    """The ``loader`` section of a fine-tuning recipe."""
+
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """The ``augment`` section: pad + random crop, horizontal flip (evaluate.images.train_transform)."""
+
+    pad: int = 10
+    flip: float = 0.5
+
+
 def recipe_settings(recipe: dict[str, Any], name: str, cls: type[T]) -> T:
     """Build the settings dataclass ``cls`` from the recipe section ``name`` (missing = defaults).
 

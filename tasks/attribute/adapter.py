@@ -27,7 +27,7 @@ from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult
 from saip_bench.evaluate.engine import loader_workers
 from saip_bench.evaluate.images import eval_transform, train_transform
-from saip_bench.evaluate.protocols import recipe_settings
+from saip_bench.evaluate.protocols import AugmentSettings, LoaderSettings, recipe_settings
 from saip_bench.io import atomic_path, atomic_write_json
 from saip_bench.tasks.attribute.data import AttributeSet, load_attribute_set
 from saip_bench.tasks.attribute.images import AttributeImages
@@ -53,17 +53,6 @@ class EvalSettings:
 @dataclass(frozen=True)
 class HeadSettings:
     bn: bool = True
-
-
-@dataclass(frozen=True)
-class LoaderSettings:
-    batch_size: int = 64
-
-
-@dataclass(frozen=True)
-class AugmentSettings:
-    pad: int = 10
-    flip: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult
 from saip_bench.evaluate.images import eval_transform, train_transform
-from saip_bench.evaluate.protocols import recipe_settings
+from saip_bench.evaluate.protocols import AugmentSettings, LoaderSettings, recipe_settings
 from saip_bench.io import atomic_path, atomic_write_json
 from saip_bench.tasks.text_retrieval.data.common import PedesData
 from saip_bench.tasks.text_retrieval.images import CaptionPairs, GalleryImages, extract_features
@@ -72,17 +72,6 @@ class LossSettings:
     sdm: float = 1.0
     id: float = 1.0
     temperature: float = 0.05
-
-
-@dataclass(frozen=True)
-class LoaderSettings:
-    batch_size: int = 64
-
-
-@dataclass(frozen=True)
-class AugmentSettings:
-    pad: int = 10
-    flip: float = 0.5
 
 
 @dataclass(frozen=True)
