@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,9 @@ LUP_SIZE = (64, 256)
 EVAL_SIZE = (16, 192)
 #: Probe protocols first: they need no fine-tuning and take seconds on a CPU.
 PROBE_PROTOCOLS: tuple[str, ...] = ("frozen", "linear")
+#: Tasks whose only protocol fine-tunes a whole detector (tens of seconds per run on a CPU): the demo
+#: evaluates them with the untrained reference row and the first method's export only.
+FINETUNE_ONLY_BACKBONES = 2
 
 #: ``stage(name, detail)``: called when the demo enters a stage, for the CLI's display.
 StageFn = Callable[[str, str], None]
@@ -45,6 +48,7 @@ class DemoResult:
     workspace: Path
     stages: list[DemoStage] = field(default_factory=list)
     backbones: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "dataset: why" for datasets the demo could not run
     table: ReportTable | None = None
     seconds: float = 0.0
 
@@ -54,13 +58,16 @@ def demo_protocol(protocols: tuple[str, ...]) -> str:
     return next((p for p in PROBE_PROTOCOLS if p in protocols), protocols[0])
 
 
-def write_demo_data(data_root: Path, *, seed: int) -> list[str]:
-    """Write every supported synthetic format under ``data_root`` (skipping folders already there)."""
+def write_demo_data(data_root: Path, *, seed: int, datasets: Sequence[str] | None = None) -> list[str]:
+    """Write every supported synthetic format (or the LUP crops and ``datasets``) under ``data_root``,
+    skipping folders already there."""
     from saip_bench.data_check import resolve_formats, write_synth_dataset
 
     supported, _ = resolve_formats("all")
     written = []
     for info in supported:
+        if datasets is not None and info.name not in ("lup", *datasets):
+            continue
         if (data_root / info.folder).is_dir():
             continue
         ids, images = LUP_SIZE if info.name == "lup" else EVAL_SIZE
@@ -103,6 +110,7 @@ def run_demo(
     pretrain_steps: int = 20,
     methods: tuple[str, ...] = DEMO_METHODS,
     device: str = "auto",
+    datasets: Sequence[str] | None = None,
     on_stage: StageFn | None = None,
 ) -> DemoResult:
     """Run the demo in ``workspace`` (created if missing) and return the report table.
@@ -113,10 +121,12 @@ def run_demo(
         pretrain_steps: optimiser steps per pretraining method.
         methods: pretraining methods to run.
         device: evaluation device (``auto`` picks CUDA when present).
+        datasets: evaluate only these datasets (default: every dataset with a task adapter).
         on_stage: progress callback ``(stage, detail)``.
     """
     from saip_bench.evaluate.dispatch import evaluate
     from saip_bench.evaluate.protocols import PROTOCOLS
+    from saip_bench.mm.available import missing_mm
     from saip_bench.report.table import build_report_table
     from saip_bench.results import open_workspace_store
 
@@ -133,7 +143,11 @@ def run_demo(
         result.stages.append(DemoStage(name, time.perf_counter() - t0, detail))
         return value
 
-    timed("data", f"synthetic datasets in {data_root}", lambda: write_demo_data(data_root, seed=seed))
+    timed(
+        "data",
+        f"synthetic datasets in {data_root}",
+        lambda: write_demo_data(data_root, seed=seed, datasets=datasets),
+    )
     exports = timed(
         "pretrain",
         ", ".join(methods),
@@ -143,8 +157,18 @@ def run_demo(
     )
     result.backbones = [REFERENCE_BACKBONE, *(str(p) for p in exports)]
     for name, spec in PROTOCOLS.items():
+        if datasets is not None and name not in datasets:
+            continue
+        missing = missing_mm(*spec.needs) if spec.needs else []
+        if missing:
+            why = f"{name}: skipped, {', '.join(missing)} not installed (README, 'The OpenMMLab stack')"
+            result.skipped.append(why)
+            stage("skip", why)
+            continue
         protocol = demo_protocol(spec.protocols)
-        for backbone in result.backbones:
+        probe = protocol in PROBE_PROTOCOLS
+        backbones = result.backbones if probe else result.backbones[:FINETUNE_ONLY_BACKBONES]
+        for backbone in backbones:
             label = f"{name} ({protocol}) <- {Path(backbone).parent.name or backbone}"
             timed(
                 "evaluate",
