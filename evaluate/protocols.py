@@ -49,6 +49,8 @@ class ProtocolSpec:
         primary_metric: the metric the report ranks by (a key of the adapter's metrics).
         best: best-selection rule on the primary metric: ``"max"`` (higher is better) or ``"min"``.
         protocols: protocols this dataset supports; the first is the default.
+        needs: optional mm packages the adapter imports (``"mmpose"``, ``"mmdet"``); the demo skips the
+            dataset, saying so, when one is not installed (see :func:`saip_bench.mm.available.missing_mm`).
     """
 
     dataset: str
@@ -58,6 +60,7 @@ class ProtocolSpec:
     primary_metric: str
     best: Literal["max", "min"]
     protocols: tuple[str, ...]
+    needs: tuple[str, ...] = ()
 
     @property
     def default_protocol(self) -> str:
