@@ -60,7 +60,11 @@ class SimpleFeaturePyramid(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.strides = tuple(int(s) for s in strides)
-        if list(self.strides) != sorted(set(self.strides)) or not set(self.strides) <= {4, 8, 16, 32}:
+        if (
+            not self.strides
+            or list(self.strides) != sorted(set(self.strides))
+            or not set(self.strides) <= {4, 8, 16, 32}
+        ):
             raise ConfigError(f"pyramid strides must be ascending values from 4, 8, 16, 32; got {strides}")
         self.out_channels = int(out_channels)
         self.single_stride = len(set(backbone.map_strides)) == 1

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from saip_bench.errors import SaipError
 
 #: What the README installs for the mm stack on a CPU machine (see README, "The OpenMMLab stack").
-INSTALL_HINT = 'pip install -e ".[mm]" && pip install --no-deps "mmpose>=1.3.2,<1.4"'
+INSTALL_HINT = 'pip install -e ".[mm,mmcv-lite]" && pip install --no-deps "mmpose>=1.3.2,<1.4"'
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,9 @@ def setup_mm(*packages: str) -> MMStatus:
     key = ",".join(sorted(packages))
     if key in _DONE:
         return _DONE[key]
+    unknown = [p for p in packages if p not in ("mmpose", "mmdet")]
+    if unknown:
+        raise ValueError(f"setup_mm: unknown package {unknown[0]!r} (valid: mmpose, mmdet)")
     full, lite = _version("mmcv"), _version("mmcv-lite")
     if full and lite:
         raise SaipError(
@@ -87,17 +90,16 @@ def setup_mm(*packages: str) -> MMStatus:
     from saip_bench.mm.backbone import SaipMMBackbone
 
     for package in packages:
-        if package not in ("mmpose", "mmdet"):
-            raise ValueError(f"setup_mm: unknown package {package!r}")
         _require(f"{package}.models", package)
         registry = importlib.import_module(f"{package}.registry").MODELS
         if registry.get("SaipBackbone") is None:
             registry.register_module("SaipBackbone", module=SaipMMBackbone)
-    name = (
-        f"mmcv {full} (compiled ops)"
-        if full and not ext
-        else f"mmcv-lite {lite or full} (torchvision stand-in for nms/roi_align)"
-    )
+    if full and not ext:
+        name = f"mmcv {full} (compiled ops)"
+    elif full:  # full mmcv whose compiled extension does not import (built for another torch, say)
+        name = f"mmcv {full} without its compiled ops (torchvision stand-in for nms/roi_align)"
+    else:
+        name = f"mmcv-lite {lite} (torchvision stand-in for nms/roi_align)"
     status = MMStatus(name, ext, xt, tuple(sorted(packages)))
     _DONE[key] = status
     return status

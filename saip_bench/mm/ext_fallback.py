@@ -22,6 +22,11 @@ import torch
 MODULE_NAME = "mmcv._ext"
 #: Marks the stand-in module so callers can tell it from the compiled one.
 STAND_IN_FLAG = "__saip_bench_stand_in__"
+#: What a user who needs another op must do (every NotImplementedError of the stand-in ends with it).
+COMPILED_HINT = (
+    "install a compiled mmcv 2.0-2.1 instead of mmcv-lite (pip uninstall -y mmcv-lite, then build mmcv with "
+    "MMCV_WITH_OPS=1; see README, 'The OpenMMLab stack')"
+)
 
 
 def nms(bboxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, offset: int = 0) -> torch.Tensor:
@@ -39,7 +44,7 @@ def _check_avg(pool_mode: int) -> None:
     if int(pool_mode) != 1:
         raise NotImplementedError(
             "roi_align with pool_mode='max' needs the compiled mmcv ops; the torchvision stand-in "
-            "(saip_bench.mm, used with mmcv-lite) supports pool_mode='avg' only"
+            f"(saip_bench.mm, used with mmcv-lite) supports pool_mode='avg' only: {COMPILED_HINT}"
         )
 
 
@@ -118,8 +123,8 @@ def _missing_op(name: str) -> Callable[..., Any]:
     def op(*args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(
             f"mmcv op {name!r} needs the compiled mmcv extension; this install uses mmcv-lite with "
-            "saip_bench's torchvision stand-in, which provides only nms and roi_align (avg). Install a "
-            "compiled mmcv (see README, 'The OpenMMLab stack') for every op."
+            f"saip_bench's torchvision stand-in, which provides only nms and roi_align (avg); for every op, "
+            f"{COMPILED_HINT}"
         )
 
     op.__name__ = name
