@@ -1,0 +1,1 @@
+"""Detection dataset formats: each module provides check, write_synth and its loader."""
