@@ -1,0 +1,198 @@
+"""Human-parsing dataset formats (LIP, CIHP) and what they share: id lists, label pngs and their checks.
+
+Both formats list a split's images in an id file (one image id per line, no extension) and store each
+image's labels as a single-channel png (mode ``L`` or ``P``) of the image's size, holding class ids
+``0..19`` and ``255`` for "ignore". :func:`read_id_list` and :func:`check_label` give one clear error per
+problem; :func:`check_split` runs them over a split, decoding every png up to :data:`FULL_CHECK_LIMIT` files
+and an even sample beyond.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from saip_bench.errors import DataFormatError
+from saip_bench.registry import Registry
+from saip_bench.synth.types import CIHP_CLASSES, LIP_CLASSES
+
+NUM_CLASSES = 20
+IGNORE_INDEX = 255
+FULL_CHECK_LIMIT = 2000  # decode every png up to this many per split, an even sample beyond
+#: Left/right class pairs, swapped when an image is mirrored (the same ids in LIP and CIHP).
+FLIP_PAIRS: tuple[tuple[int, int], ...] = ((14, 15), (16, 17), (18, 19))
+
+
+def flip_permutation(num_classes: int = NUM_CLASSES) -> list[int]:
+    """Class id -> its mirror's id (left-arm <-> right-arm, ...); the identity for the other classes."""
+    perm = list(range(num_classes))
+    for a, b in FLIP_PAIRS:
+        perm[a], perm[b] = b, a
+    return perm
+
+
+@dataclass(frozen=True)
+class ParsingSplit:
+    """One split of a parsing dataset: parallel lists of image and label paths, in id-list order."""
+
+    ids: list[str]
+    images: list[Path]
+    labels: list[Path]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class ParsingSet:
+    """A parsing dataset: its ``train`` and ``val`` splits and its class names (id order)."""
+
+    name: str
+    classes: tuple[str, ...]
+    train: ParsingSplit
+    val: ParsingSplit
+
+
+def read_id_list(path: Path) -> list[str]:
+    """Image ids of an id file, blank lines skipped; a missing file or a duplicate id is an error."""
+    if not path.is_file():
+        raise DataFormatError(path, "missing id list")
+    ids: list[str] = []
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        if name in seen:
+            raise DataFormatError(path, f"line {lineno}: id {name!r} repeats line {seen[name]}")
+        seen[name] = lineno
+        ids.append(name)
+    return ids
+
+
+def resolve_split(
+    id_file: Path, image_dir: Path, label_dir: Path, *, image_ext: str = ".jpg", require: bool = True
+) -> ParsingSplit:
+    """Pair every id of ``id_file`` with its image and label; a missing file names the list and line.
+
+    Args:
+        id_file: the split's id list.
+        image_dir: folder of ``<id><image_ext>`` images.
+        label_dir: folder of ``<id>.png`` labels.
+        image_ext: image extension.
+        require: an empty list is an error.
+    """
+    ids = read_id_list(id_file)
+    if require and not ids:
+        raise DataFormatError(id_file, "the id list is empty")
+    lines = {}
+    for lineno, line in enumerate(id_file.read_text(encoding="utf-8").splitlines(), start=1):
+        lines.setdefault(line.strip(), lineno)
+    images, labels = [], []
+    for name in ids:
+        image, label = image_dir / f"{name}{image_ext}", label_dir / f"{name}.png"
+        for path, kind in ((image, "image"), (label, "label")):
+            if not path.is_file():
+                raise DataFormatError(id_file, f"line {lines[name]}: {kind} {path} of id {name!r} is missing")
+        images.append(image)
+        labels.append(label)
+    return ParsingSplit(ids, images, labels)
+
+
+def read_label(path: Path) -> np.ndarray:
+    """A label png as ``(H, W)`` uint8 ids; a multi-channel or unreadable png is a DataFormatError."""
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("L", "P"):
+                raise DataFormatError(path, f"label png must be single-channel (mode L or P), not {img.mode}")
+            return np.array(img, dtype=np.uint8)
+    except DataFormatError:
+        raise
+    except FileNotFoundError:
+        raise DataFormatError(path, "label png is missing") from None
+    except Exception as err:  # truncated or corrupt: PIL raises many types
+        raise DataFormatError(path, f"corrupt png ({type(err).__name__}: {err})") from None
+
+
+def check_label(label_path: Path, image_path: Path, *, num_classes: int = NUM_CLASSES) -> None:
+    """Decode one label png and check its mode, ids (``0..num_classes-1`` or 255) and size vs its image."""
+    ids = read_label(label_path)
+    bad = np.setdiff1d(np.unique(ids), np.r_[np.arange(num_classes), IGNORE_INDEX])
+    if bad.size:
+        raise DataFormatError(
+            label_path, f"label id {int(bad[0])} is outside 0..{num_classes - 1} and 255 (ignore)"
+        )
+    try:
+        with Image.open(image_path) as img:
+            img.load()
+            size = img.size
+    except Exception as err:  # truncated or corrupt: PIL raises many types
+        raise DataFormatError(image_path, f"cannot decode image ({type(err).__name__}: {err})") from None
+    if (ids.shape[1], ids.shape[0]) != size:
+        raise DataFormatError(
+            label_path, f"label is {ids.shape[1]}x{ids.shape[0]} but its image is {size[0]}x{size[1]}"
+        )
+
+
+def check_split(split: ParsingSplit, *, limit: int = FULL_CHECK_LIMIT) -> None:
+    """:func:`check_label` on every pair up to ``limit`` pairs, on an even sample of ``limit`` beyond."""
+    step = max(1, len(split) // max(1, limit))
+    for image, label in list(zip(split.images, split.labels, strict=True))[::step]:
+        check_label(label, image)
+
+
+def encode_png(ids: np.ndarray) -> bytes:
+    """A ``(H, W)`` uint8 id map as an 8-bit greyscale png (the releases' label format)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(ids, dtype=np.uint8), mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def encode_jpeg(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+def split_counts(images: int, val_fraction: float = 0.25) -> tuple[int, int]:
+    """(train, val) image counts for ``images`` in total: at least one of each."""
+    images = max(2, int(images))
+    n_val = min(images - 1, max(1, int(round(images * val_fraction))))
+    return images - n_val, n_val
+
+
+#: dataset registry name -> module providing ``load(root) -> ParsingSet``, ``check`` and ``write_synth``.
+FORMATS: Registry[str] = Registry("parsing dataset")
+FORMATS.add("lip", "saip_bench.tasks.parsing.data.lip")
+FORMATS.add("cihp", "saip_bench.tasks.parsing.data.cihp")
+
+
+def load_parsing_set(dataset: str, root: str | Path) -> ParsingSet:
+    """Load ``dataset`` (``"lip"`` or ``"cihp"``) from its folder ``root``."""
+    return importlib.import_module(FORMATS.get(dataset)).load(Path(root))
+
+
+def class_names(dataset: str) -> Sequence[str]:
+    return CIHP_CLASSES if dataset == "cihp" else LIP_CLASSES
+
+
+__all__ = [
+    "FLIP_PAIRS",
+    "FORMATS",
+    "IGNORE_INDEX",
+    "NUM_CLASSES",
+    "ParsingSet",
+    "ParsingSplit",
+    "check_label",
+    "check_split",
+    "load_parsing_set",
+    "read_id_list",
+    "read_label",
+    "resolve_split",
+]
