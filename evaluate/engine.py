@@ -298,7 +298,8 @@ def fit(
             backbone_lr_mult=config.backbone_lr_mult,
         )
     for group in param_groups:
-        group.setdefault("lr_scale", group.get("lr", config.lr) / config.lr)
+        # lr 0 (an untrained control run) keeps every group's scale at 1 instead of dividing by zero.
+        group.setdefault("lr_scale", group.get("lr", config.lr) / config.lr if config.lr else 1.0)
     optimizer = make_optimizer(param_groups, config)
     config_record = json.loads(json.dumps(dataclasses.asdict(config)))
 

@@ -134,6 +134,17 @@ def test_fit_learns_and_writes_atomic_checkpoints(tmp_path: Path, optimizer: str
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_fit_with_lr_zero_leaves_the_weights_unchanged(tmp_path: Path) -> None:
+    """lr 0 is the untrained control run some tasks compare against; it must not divide by zero."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batches, step_fn, _ = _problem()
+    fit(model, batches, step_fn, config=EngineConfig(epochs=2, lr=0.0), run_dir=tmp_path, device="cpu")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
 def test_resume_continues_from_the_last_epoch(tmp_path: Path) -> None:
     batches, step_fn, evaluate_fn = _problem()
     torch.manual_seed(0)
