@@ -88,6 +88,10 @@ PROTOCOLS: Registry[ProtocolSpec] = Registry("evaluation dataset")
 _REID = "saip_bench.tasks.reid.adapter:ReidAdapter"
 _ATTR = "saip_bench.tasks.attribute.adapter:AttributeAdapter"
 _TEXT = "saip_bench.tasks.text_retrieval.adapter:TextRetrievalAdapter"
+_POSE = "saip_bench.tasks.pose.adapter:PoseAdapter"
+_PARSING = "saip_bench.tasks.parsing.adapter:ParsingAdapter"
+_DET = "saip_bench.tasks.detection.adapter:DetectionAdapter"
+_FASHION = "saip_bench.tasks.fashion.adapter:FashionAdapter"
 for _spec in (
     ProtocolSpec(
         "market1501",
@@ -136,6 +140,58 @@ for _spec in (
         "R1",
         "max",
         ("finetune", "linear"),
+    ),
+    ProtocolSpec(
+        "coco_keypoints",
+        "pose",
+        _POSE,
+        "evaluate/pose_coco_keypoints_256x192.yaml",
+        "AP",
+        "max",
+        ("finetune", "linear"),
+        needs=("mmpose",),
+    ),
+    ProtocolSpec(
+        "coco_wholebody",
+        "pose",
+        _POSE,
+        "evaluate/pose_coco_wholebody_256x192.yaml",
+        "AP",
+        "max",
+        ("finetune", "linear"),
+        needs=("mmpose",),
+    ),
+    ProtocolSpec(
+        "lip", "parsing", _PARSING, "evaluate/parsing_lip_480x480.yaml", "mIoU", "max", ("finetune", "linear")
+    ),
+    ProtocolSpec(
+        "cihp",
+        "parsing",
+        _PARSING,
+        "evaluate/parsing_cihp_512x512.yaml",
+        "mIoU",
+        "max",
+        ("finetune", "linear"),
+    ),
+    ProtocolSpec(
+        "crowdhuman",
+        "detection",
+        _DET,
+        "evaluate/detection_crowdhuman_800x1344.yaml",
+        "AP",
+        "max",
+        ("finetune",),
+        needs=("mmdet",),
+    ),
+    ProtocolSpec(
+        "fashionpedia",
+        "fashion",
+        _FASHION,
+        "evaluate/fashion_fashionpedia_1024x1024.yaml",
+        "AP",
+        "max",
+        ("finetune",),
+        needs=("mmdet",),
     ),
 ):
     PROTOCOLS.add(_spec.dataset, _spec)
