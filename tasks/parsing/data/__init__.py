@@ -147,6 +147,17 @@ def check_split(split: ParsingSplit, *, limit: int = FULL_CHECK_LIMIT) -> None:
         check_label(label, image)
 
 
+def check_set(data: ParsingSet) -> dict[str, int]:
+    """Validate both splits of a loaded dataset (see :func:`check_split`) and return its counts.
+
+    Returns:
+        ``{"train", "val", "classes"}`` counts.
+    """
+    for split in (data.train, data.val):
+        check_split(split)
+    return {"train": len(data.train), "val": len(data.val), "classes": len(data.classes)}
+
+
 def encode_png(ids: np.ndarray) -> bytes:
     """A ``(H, W)`` uint8 id map as an 8-bit greyscale png (the releases' label format)."""
     buf = io.BytesIO()

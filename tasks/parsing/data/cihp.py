@@ -32,7 +32,7 @@ from saip_bench.io import atomic_path
 from saip_bench.synth.types import CIHP_CLASSES
 from saip_bench.tasks.parsing.data import (
     ParsingSet,
-    check_split,
+    check_set,
     encode_jpeg,
     encode_png,
     resolve_split,
@@ -78,10 +78,7 @@ def check(root: str | Path) -> dict[str, int]:
     Raises:
         DataFormatError: naming the first bad file (or id-list line).
     """
-    data = load(root)
-    for split in (data.train, data.val):
-        check_split(split)
-    return {"train": len(data.train), "val": len(data.val), "classes": len(data.classes)}
+    return check_set(load(root))
 
 
 def lip_to_cihp(part_mask: np.ndarray, instance_ids: np.ndarray) -> np.ndarray:
