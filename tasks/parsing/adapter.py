@@ -2,8 +2,9 @@
 
 ``finetune`` trains backbone + pyramid + head; ``linear`` freezes the backbone and trains the pyramid and
 head (a dense "linear" probe: the backbone's features are fixed). Both train through
-:func:`saip_bench.evaluate.engine.fit` with pixel-wise cross-entropy (255 ignored) on the logits upsampled to
-the crop size.
+:func:`saip_bench.evaluate.engine.fit` with the recipe's pixel-wise loss (255 ignored; plain cross-entropy
+as the field trains, or OHEM / class-balanced CE, see :mod:`saip_bench.tasks.parsing.loss`) on the logits
+upsampled to the crop size.
 
 Recipe keys this task reads (besides ``img_size``/``seed``, used by dispatch, and ``train``, the engine's)::
 
@@ -11,10 +12,12 @@ Recipe keys this task reads (besides ``img_size``/``seed``, used by dispatch, an
     head:     {pyramid_channels: 256, head_channels: 256, dropout: 0.1}
     loader:   {batch_size: 16}
     augment:  {scale_range: [0.5, 2.0], flip: 0.5}
+    loss:     {name: ce, thresh: 0.7, min_kept: 100000, balance_c: 1.02}
 
-Evaluation predicts at each image's original label resolution. ``eval.flip`` averages the logits with the
-mirrored image's (left/right classes swapped back); ``eval.scales`` runs the network at multiples of the input
-size (each side rounded to a multiple of 32) and averages the logits. Metrics come from one confusion matrix
+Evaluation letterboxes each image into the input size (aspect kept, as in training) and predicts at its
+original label resolution. ``eval.flip`` averages the logits with the mirrored image's (left/right classes
+swapped back); ``eval.scales`` runs the network at multiples of the input size (each side rounded to a
+multiple of 32) and averages the logits. Metrics come from one confusion matrix
 over the val set (see :mod:`saip_bench.tasks.parsing.metrics`): ``mIoU`` (primary), ``aAcc``, ``mAcc`` and
 ``IoU.<class>``, in percent.
 """
@@ -36,7 +39,8 @@ from saip_bench.evaluate.adapter import EvalRequest, EvalResult
 from saip_bench.evaluate.engine import loader_workers
 from saip_bench.evaluate.protocols import LoaderSettings, recipe_settings, scaled_size
 from saip_bench.tasks.parsing.data import IGNORE_INDEX, ParsingSet, flip_permutation, load_parsing_set
-from saip_bench.tasks.parsing.images import ParsingImages, collate_eval
+from saip_bench.tasks.parsing.images import ParsingImages, collate_eval, fit_size
+from saip_bench.tasks.parsing.loss import LossSettings, parsing_loss
 from saip_bench.tasks.parsing.metrics import all_reduce_confusion, segmentation_metrics, update_confusion
 from saip_bench.tasks.parsing.model import ParsingModel
 
@@ -119,13 +123,18 @@ class Predictor:
 def evaluate_split(
     predictor: Predictor, loader: DataLoader, num_classes: int, class_names: tuple[str, ...], device: Any
 ) -> dict[str, float]:
-    """Predict every image of ``loader`` at its label's resolution and score the confusion matrix."""
+    """Predict every image of ``loader`` at its label's resolution and score the confusion matrix.
+
+    The loader's images are letterboxed (:func:`~saip_bench.tasks.parsing.images.letterbox`): each image's
+    logits are cropped to its fitted region before they are upsampled to its label.
+    """
     conf = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     for images, labels in loader:
         logits = predictor(images.to(device))
         for logit, label in zip(logits, labels, strict=True):
             label = label.to(device)
-            up = F.interpolate(logit[None], size=label.shape, mode="bilinear", align_corners=False)
+            h, w = fit_size(label.shape[0], label.shape[1], tuple(logit.shape[-2:]))
+            up = F.interpolate(logit[None, :, :h, :w], size=label.shape, mode="bilinear", align_corners=False)
             update_confusion(conf, up[0].argmax(0), label, ignore_index=IGNORE_INDEX)
     return segmentation_metrics(all_reduce_confusion(conf), class_names)
 
@@ -148,12 +157,13 @@ class ParsingAdapter:
         head = recipe_settings(request.recipe, "head", HeadSettings)
         loader_settings = recipe_settings(request.recipe, "loader", LoaderSettings)
         augment = recipe_settings(request.recipe, "augment", ParsingAugment)
+        loss = recipe_settings(request.recipe, "loss", LossSettings)
         if not settings.scales or any(float(s) <= 0 for s in settings.scales):
             raise ConfigError(f"recipe eval.scales must be positive multiples, got {settings.scales}")
         data = load_parsing_set(request.dataset, request.data_dir)
         if len(data.train) < 1 or len(data.val) < 1:
             raise DataFormatError(request.data_dir, "parsing needs at least one train and one val image")
-        return self._train(request, backbone, data, settings, head, loader_settings, augment)
+        return self._train(request, backbone, data, settings, head, loader_settings, augment, loss)
 
     def build_model(self, backbone: Any, data: ParsingSet, head: HeadSettings, *, protocol: str, seed: int):
         """The parsing network on ``backbone``, its new layers seeded by ``seed``."""
@@ -173,6 +183,7 @@ class ParsingAdapter:
         head: HeadSettings,
         loader_settings: LoaderSettings,
         augment: ParsingAugment,
+        loss: LossSettings,
     ) -> EvalResult:
         from saip_bench.evaluate.engine import EngineConfig, build_param_groups, fit
 
@@ -207,7 +218,7 @@ class ParsingAdapter:
             images, targets = batch
             logits = train_model(images).float()
             logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
-            return {"loss": F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)}
+            return {"loss": parsing_loss(logits, targets, loss)}
 
         def evaluate_fn(eval_model: torch.nn.Module) -> dict[str, float]:
             return evaluate_split(predictor, val_loader, len(data.classes), data.classes, device)
@@ -216,11 +227,13 @@ class ParsingAdapter:
             model, lr=config.lr, weight_decay=config.weight_decay, layer_decay=config.layer_decay,
             backbone_lr_mult=config.backbone_lr_mult, backbone_prefix=ParsingModel.backbone_prefix,
         )  # fmt: skip
-        result = fit(
-            model, train_loader, step_fn, config=config, run_dir=request.run_dir, device=device,
-            evaluate_fn=evaluate_fn, primary_metric=PRIMARY_METRIC, best="max", param_groups=groups,
-            resume=request.resume, progress=request.progress,
-        )  # fmt: skip
+        with torch.random.fork_rng(devices=[]):  # dropout / drop-path draws seeded: a run is reproducible
+            torch.manual_seed(request.seed)
+            result = fit(
+                model, train_loader, step_fn, config=config, run_dir=request.run_dir, device=device,
+                evaluate_fn=evaluate_fn, primary_metric=PRIMARY_METRIC, best="max", param_groups=groups,
+                resume=request.resume, progress=request.progress,
+            )  # fmt: skip
         metrics = {k: float(v) for k, v in result.metrics.items()}
         log.info(
             "%s %s: mIoU %.2f (epoch %d)",

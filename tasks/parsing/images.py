@@ -6,8 +6,11 @@ with 255) to at least the input size, randomly cropped to the input size and mir
 ``flip``, the mirror swapping the left/right classes (arms 14/15, legs 16/17, shoes 18/19). Images are
 normalised with the ImageNet statistics; labels are resized with nearest-neighbour.
 
-Evaluation: the image is resized to the input size; its label stays at the original resolution, where the
-predictions are scored (the adapter upsamples the logits to it).
+Evaluation keeps the aspect ratio as training does (CE2P/SCHP transform the test person box to the input
+size without distortion): the image is scaled to fit the input size (:func:`fit_size`) and padded bottom/right
+with the mean colour. Its label stays at the original resolution, where the predictions are scored: the
+adapter crops the logits to the fitted region and upsamples them to the label. (Stretching the image to the
+input size instead would show the network persons at another aspect ratio than it was trained on.)
 """
 
 from __future__ import annotations
@@ -33,6 +36,19 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     return (array - _MEAN) / _STD
 
 
+def fit_size(height: int, width: int, img_size: tuple[int, int]) -> tuple[int, int]:
+    """``(h, w)`` of a ``height x width`` image scaled, aspect kept, to fit inside ``img_size``."""
+    scale = min(img_size[0] / height, img_size[1] / width)
+    return max(1, min(img_size[0], round(height * scale))), max(1, min(img_size[1], round(width * scale)))
+
+
+def letterbox(image: Image.Image, img_size: tuple[int, int]) -> torch.Tensor:
+    """``image`` scaled to :func:`fit_size`, normalised and zero-padded (the mean colour) to ``img_size``."""
+    h, w = fit_size(image.height, image.width, img_size)
+    tensor = to_tensor(image.resize((w, h), Image.BILINEAR))
+    return torch.nn.functional.pad(tensor, (0, img_size[1] - w, 0, img_size[0] - h), value=0.0)
+
+
 class ParsingImages(Dataset):
     """``(image, label)`` pairs of one split.
 
@@ -40,10 +56,11 @@ class ParsingImages(Dataset):
         images: image paths.
         labels: label png paths, parallel to ``images``.
         img_size: network input ``(H, W)``.
-        train: apply the training augmentation (random scale, crop, flip) instead of the eval resize.
+        train: apply the training augmentation (random scale, crop, flip) instead of the eval letterbox.
         scale_range: random scale factors for training.
         flip: probability of the mirrored (left/right swapped) training sample.
-        seed: base seed of the augmentation (combined with the index and an epoch counter).
+        seed: base seed of the augmentation (combined with the index, a draw counter and the loader worker's
+            seed), so a run is reproducible for a fixed seed.
     """
 
     def __init__(
@@ -74,10 +91,14 @@ class ParsingImages(Dataset):
         image = read_rgb(self.images[index])
         label = read_label(self.labels[index])
         if not self.train:
-            resized = image.resize((self.img_size[1], self.img_size[0]), Image.BILINEAR)
-            return to_tensor(resized), torch.from_numpy(label.astype(np.int64))
+            return letterbox(image, self.img_size), torch.from_numpy(label.astype(np.int64))
         self._draws += 1
-        rng = np.random.default_rng([self.seed, index, self._draws, torch.initial_seed() % 2**32])
+        # a loader worker's seed comes from the loader's seeded generator (new each epoch); the main process
+        # (num_workers 0) relies on the draw counter alone: torch.initial_seed() there is the process's random
+        # default unless someone seeded torch, which made smoke runs differ from run to run
+        worker = torch.utils.data.get_worker_info()
+        stream = worker.seed % 2**32 if worker is not None else 0
+        rng = np.random.default_rng([self.seed, index, self._draws, stream])
         return self._augment(image, label, rng)
 
     def _augment(
