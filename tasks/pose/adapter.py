@@ -105,9 +105,18 @@ def predict_keypoints(
         # fp32 even under the engine's bf16 autocast: mmpose decodes the heatmaps through numpy.
         with torch.autocast(device_type=device.type, enabled=False):
             results = model(batch["image"].to(device).float(), samples, mode="predict")
-        for index, result in zip(batch["index"].tolist(), results, strict=True):
-            points[index] = result.pred_instances.keypoints[0]
-            scores[index] = result.pred_instances.keypoint_scores[0]
+        for index, center, result in zip(
+            batch["index"].tolist(), batch["center"].numpy(), results, strict=True
+        ):
+            xy = np.asarray(result.pred_instances.keypoints[0], dtype=np.float32)
+            conf = np.asarray(result.pred_instances.keypoint_scores[0], dtype=np.float32)
+            # UDP's refinement rescales each blurred heatmap by its maximum: an all-zero heatmap decodes to
+            # NaN, and one NaN keypoint makes COCOeval's OKS NaN, which wins its greedy matching against
+            # every real OKS and so steals another person's ground truth. Such points get the crop center
+            # and score 0.
+            bad = ~np.isfinite(xy).all(axis=1) | ~np.isfinite(conf)
+            xy[bad], conf[bad] = center, 0.0
+            points[index], scores[index] = xy, conf
     return points, scores
 
 
