@@ -209,6 +209,44 @@ def loader_workers(requested: int) -> int:
     return max(0, min(int(requested), cores))
 
 
+def make_train_loader(
+    dataset: Any,
+    *,
+    batch_size: int,
+    seed: int,
+    num_workers: int,
+    device: torch.device | str,
+    min_batch: int = 1,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+) -> torch.utils.data.DataLoader:
+    """The training loader every task uses: seeded shuffling, or a seeded ``DistributedSampler`` under DDP.
+
+    Args:
+        dataset: the training set.
+        batch_size: the recipe's batch size (per process); capped at the set's size, at least ``min_batch``
+            (2 where BatchNorm or in-batch contrastive losses need pairs).
+        seed: shuffling seed (the request's), so a run repeats and ranks agree.
+        num_workers: the recipe's worker count, capped by :func:`loader_workers`.
+        device: pinned memory on CUDA.
+        collate_fn: batch assembly for samples that are not plain tensors (mm data samples).
+    """
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True) if distributed else None
+    return DataLoader(
+        dataset,
+        batch_size=max(min_batch, min(int(batch_size), len(dataset))),
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=loader_workers(num_workers),
+        pin_memory=torch.device(device).type == "cuda",
+        generator=torch.Generator().manual_seed(seed),
+        collate_fn=collate_fn,
+    )
+
+
 def move_to(batch: Any, device: torch.device) -> Any:
     """Move every tensor in a (nested) batch to ``device``."""
     if isinstance(batch, torch.Tensor):

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult
-from saip_bench.evaluate.engine import loader_workers
+from saip_bench.evaluate.engine import loader_workers, make_train_loader
 from saip_bench.evaluate.images import eval_transform, train_transform
 from saip_bench.evaluate.protocols import AugmentSettings, LoaderSettings, recipe_settings
 from saip_bench.io import atomic_path, atomic_write_json
@@ -175,17 +175,9 @@ class AttributeAdapter:
         train_set = AttributeImages(
             paths, labels, train_transform(request.img_size, pad=augment.pad, flip=augment.flip)
         )
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        sampler = (
-            DistributedSampler(train_set, shuffle=True, seed=request.seed, drop_last=True)
-            if distributed
-            else None
-        )
-        batch_size = max(2, min(loader_settings.batch_size, len(train_set)))
-        train_loader = DataLoader(
-            train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
-            num_workers=loader_workers(settings.num_workers), pin_memory=device.type == "cuda",
-            generator=torch.Generator().manual_seed(request.seed),
+        train_loader = make_train_loader(
+            train_set, batch_size=loader_settings.batch_size, seed=request.seed, min_batch=2,
+            num_workers=settings.num_workers, device=device,
         )  # fmt: skip
         pos_ratio = torch.as_tensor((labels == 1).mean(axis=0), dtype=torch.float32, device=device)
         test_loader = self._loader(

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult
-from saip_bench.evaluate.engine import loader_workers
+from saip_bench.evaluate.engine import loader_workers, make_train_loader
 from saip_bench.evaluate.protocols import LoaderSettings, recipe_settings
 from saip_bench.tasks.detection.data.crowdhuman import SPLITS, CrowdHumanImage, load_split
 from saip_bench.tasks.detection.metrics import ImageDetections, crowdhuman_metrics
@@ -132,17 +132,9 @@ class DetectionAdapter:
             model = build_detector(backbone, head, test).to(device)
 
         train_set = CrowdHumanImages(train_images, request.img_size, flip=augment.flip)
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        sampler = (
-            DistributedSampler(train_set, shuffle=True, seed=request.seed, drop_last=True)
-            if distributed
-            else None
-        )
-        batch_size = max(1, min(loader_settings.batch_size, len(train_set)))
-        train_loader = DataLoader(
-            train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
-            num_workers=loader_workers(settings.num_workers), pin_memory=device.type == "cuda",
-            generator=torch.Generator().manual_seed(request.seed), collate_fn=collate,
+        train_loader = make_train_loader(
+            train_set, batch_size=loader_settings.batch_size, seed=request.seed,
+            num_workers=settings.num_workers, device=device, collate_fn=collate,
         )  # fmt: skip
         test_loader = DataLoader(
             CrowdHumanImages(test_images, request.img_size), batch_size=settings.batch_size, shuffle=False,

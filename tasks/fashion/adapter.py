@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult
-from saip_bench.evaluate.engine import loader_workers
+from saip_bench.evaluate.engine import loader_workers, make_train_loader
 from saip_bench.evaluate.protocols import LoaderSettings, recipe_settings
 
 log = logging.getLogger(__name__)
@@ -125,17 +125,10 @@ class FashionAdapter:
             model = build_mask_rcnn(backbone, len(category_ids), model_settings).to(device)
 
         train_set = FashionDataset(train_images, category_ids, request.img_size, flip=augment.flip)
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        sampler = (
-            DistributedSampler(train_set, shuffle=True, seed=request.seed, drop_last=True)
-            if distributed
-            else None
-        )
-        batch_size = max(1, min(loader_settings.batch_size, len(train_set)))
         workers = loader_workers(settings.num_workers)
-        train_loader = DataLoader(
-            train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
-            num_workers=workers, collate_fn=collate, generator=torch.Generator().manual_seed(request.seed),
+        train_loader = make_train_loader(
+            train_set, batch_size=loader_settings.batch_size, seed=request.seed,
+            num_workers=workers, device=device, collate_fn=collate,
         )  # fmt: skip
         test_loader = DataLoader(
             FashionDataset(test_images, category_ids, request.img_size),

@@ -32,11 +32,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult
-from saip_bench.evaluate.engine import loader_workers
+from saip_bench.evaluate.engine import loader_workers, make_train_loader
 from saip_bench.evaluate.protocols import LoaderSettings, recipe_settings, scaled_size
 from saip_bench.tasks.parsing.data import IGNORE_INDEX, ParsingSet, flip_permutation, load_parsing_set
 from saip_bench.tasks.parsing.images import ParsingImages, collate_eval, fit_size
@@ -197,17 +197,9 @@ class ParsingAdapter:
             data.train.images, data.train.labels, img_size, train=True,
             scale_range=tuple(augment.scale_range), flip=augment.flip, seed=request.seed,
         )  # fmt: skip
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        sampler = (
-            DistributedSampler(train_set, shuffle=True, seed=request.seed, drop_last=True)
-            if distributed
-            else None
-        )
-        batch_size = max(2, min(loader_settings.batch_size, len(train_set)))  # BatchNorm needs 2 samples
-        train_loader = DataLoader(
-            train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
-            num_workers=loader_workers(settings.num_workers), pin_memory=device.type == "cuda",
-            generator=torch.Generator().manual_seed(request.seed),
+        train_loader = make_train_loader(  # at least 2 samples: BatchNorm in the head
+            train_set, batch_size=loader_settings.batch_size, seed=request.seed, min_batch=2,
+            num_workers=settings.num_workers, device=device,
         )  # fmt: skip
         val_loader = self.val_loader(data, img_size, settings, device)
         predictor = Predictor(

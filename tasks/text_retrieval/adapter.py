@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult
+from saip_bench.evaluate.engine import make_train_loader
 from saip_bench.evaluate.images import eval_transform, train_transform
 from saip_bench.evaluate.protocols import AugmentSettings, LoaderSettings, recipe_settings
 from saip_bench.io import atomic_path, atomic_write_json
@@ -237,16 +238,9 @@ class TextRetrievalAdapter:
             train.paths, train.image_index, train.tokens, train.labels.tolist(),
             train_transform(request.img_size, pad=augment.pad, flip=augment.flip),
         )  # fmt: skip
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        sampler = (
-            DistributedSampler(train_set, shuffle=True, seed=request.seed, drop_last=True)
-            if distributed
-            else None
-        )
-        train_loader = DataLoader(
-            train_set, batch_size=max(2, min(loader_settings.batch_size, len(train_set))),
-            shuffle=sampler is None, sampler=sampler, drop_last=True, num_workers=settings.num_workers,
-            pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(request.seed),
+        train_loader = make_train_loader(
+            train_set, batch_size=loader_settings.batch_size, seed=request.seed, min_batch=2,
+            num_workers=settings.num_workers, device=device,
         )  # fmt: skip
         gallery = self._gallery_loader(test.paths, request.img_size, settings, request.device)
         weights = _weights(loss)

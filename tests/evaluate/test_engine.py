@@ -196,3 +196,23 @@ def test_select_best_restores_the_best_weights(tmp_path: Path) -> None:
     assert torch.allclose(model.weight, weights[1])
     with pytest.raises(ConfigError, match="select: best"):
         fit(model, batches, step_fn, config=config, run_dir=tmp_path / "x", device="cpu")
+
+
+def test_make_train_loader_is_seeded_and_caps_the_batch() -> None:
+    from saip_bench.evaluate.engine import make_train_loader
+
+    data = torch.utils.data.TensorDataset(torch.arange(10))
+
+    def order(seed: int) -> list[int]:
+        loader = make_train_loader(data, batch_size=4, seed=seed, num_workers=0, device="cpu")
+        return [int(v) for (batch,) in loader for v in batch]
+
+    assert order(0) == order(0) and order(0) != order(1)  # the seed decides the shuffle, nothing else
+    assert len(order(0)) == 8  # drop_last: two full batches of 4
+    tiny = torch.utils.data.TensorDataset(torch.arange(3))
+    assert make_train_loader(tiny, batch_size=64, seed=0, num_workers=0, device="cpu").batch_size == 3
+    one = torch.utils.data.TensorDataset(torch.arange(1))
+    assert (
+        make_train_loader(one, batch_size=64, seed=0, num_workers=0, device="cpu", min_batch=2).batch_size
+        == 2
+    )
