@@ -133,7 +133,11 @@ def print_report_table(table: ReportTable, digits: int | None = None) -> None:
 
     from rich.measure import Measurement
 
-    from saip_bench.report.export import to_rich
+    from saip_bench.report.export import choose_digits, to_rich
+
+    # One precision for the whole table: a group whose values happen to be small percentages (AP 0.27)
+    # must not switch to the 4 decimals of fraction-valued tables.
+    digits = choose_digits(table) if digits is None else digits
 
     def width(columns: list) -> int:
         part = dataclasses.replace(table, columns=columns)

@@ -14,7 +14,11 @@ runner = CliRunner()
 
 
 def _record(backbone: str, dataset: str, value: float, **overrides: object) -> EvalRecord:
-    task, metric = {"market1501": ("reid", "mAP"), "pa100k": ("attribute", "mA")}[dataset]
+    task, metric = {
+        "market1501": ("reid", "mAP"),
+        "pa100k": ("attribute", "mA"),
+        "fashionpedia": ("fashion", "AP"),
+    }[dataset]
     fields: dict[str, object] = dict(
         backbone_digest=f"{backbone}-0123456789abcdef",
         backbone_name=backbone,
@@ -161,3 +165,17 @@ def test_narrow_terminal_wraps_columns_into_groups_and_keeps_names(tmp_path, mon
     for title in ("MSMT17", "LIP", "CIHP", "CrowdHuman", "Fashionpedia"):  # titles no layout can split
         assert title in result.output, title
     assert sum("saip_tiny" in line for line in lines) >= 2
+
+
+def test_wrapped_groups_share_one_precision(tmp_path, monkeypatch):
+    """A group whose percentages happen to be below 1 (AP 0.27) keeps the table's 2 decimals."""
+    from saip_bench.cli import common
+
+    monkeypatch.setattr(common.console, "_width", 80)
+    ws = tmp_path / "ws"
+    store = ResultsStore(ws / "results.sqlite")
+    store.add(_record("saip_tiny", "market1501", 41.257))
+    store.add(_record("saip_tiny", "fashionpedia", 0.27))
+    result = _invoke("--workspace", str(ws), "--all-datasets")
+    assert result.exit_code == 0, result.output
+    assert "0.27" in result.output and "0.2700" not in result.output
