@@ -115,3 +115,26 @@ class TaskAdapter(Protocol):
             saip_bench.errors.ConfigError: the recipe is missing or has an unknown key.
         """
         ...
+
+
+def check_request(adapter: TaskAdapter, request: EvalRequest, *, needs_train: bool = False) -> None:
+    """Refuse a request the adapter cannot run, before any data is read or model built.
+
+    Args:
+        adapter: the task's adapter (its ``task`` and ``protocols`` name what it implements).
+        request: the evaluation asked for.
+        needs_train: the protocol trains through :func:`saip_bench.evaluate.engine.fit`, so the recipe must
+            have a ``train`` section.
+
+    Raises:
+        saip_bench.errors.ConfigError: an unsupported protocol, or a missing ``train`` section.
+    """
+    from saip_bench.errors import ConfigError
+
+    if request.protocol not in adapter.protocols:
+        raise ConfigError(
+            f"the {adapter.task} task supports protocols {', '.join(adapter.protocols)}, "
+            f"not {request.protocol!r}"
+        )
+    if needs_train and "train" not in request.recipe:
+        raise ConfigError(f"the {request.protocol} protocol needs a 'train' section in its recipe")

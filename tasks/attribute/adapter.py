@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from saip_bench.errors import ConfigError, DataFormatError
-from saip_bench.evaluate.adapter import EvalRequest, EvalResult
+from saip_bench.evaluate.adapter import EvalRequest, EvalResult, check_request
 from saip_bench.evaluate.engine import loader_workers, make_train_loader
 from saip_bench.evaluate.images import eval_transform, train_transform
 from saip_bench.evaluate.protocols import AugmentSettings, LoaderSettings, recipe_settings
@@ -76,10 +76,7 @@ class AttributeAdapter:
 
     def run(self, request: EvalRequest, backbone: Any) -> EvalResult:
         """Evaluate ``backbone`` on ``request.dataset`` with ``request.protocol`` (see module docstring)."""
-        if request.protocol not in self.protocols:
-            raise ConfigError(
-                f"the attribute task supports protocols {', '.join(self.protocols)}, not {request.protocol!r}"
-            )
+        check_request(self, request)
         settings = recipe_settings(request.recipe, "eval", EvalSettings)
         head_settings = recipe_settings(request.recipe, "head", HeadSettings)
         data = load_attribute_set(request.dataset, request.data_dir)

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from saip_bench.errors import ConfigError, DataFormatError
-from saip_bench.evaluate.adapter import EvalRequest, EvalResult
+from saip_bench.evaluate.adapter import EvalRequest, EvalResult, check_request
 from saip_bench.evaluate.engine import loader_workers, make_train_loader
 from saip_bench.evaluate.protocols import LoaderSettings, recipe_settings
 from saip_bench.tasks.detection.data.crowdhuman import SPLITS, CrowdHumanImage, load_split
@@ -108,10 +108,7 @@ class DetectionAdapter:
         """Fine-tune a RetinaNet on ``backbone``; report CrowdHuman AP / MR-2 / JI (see module docstring)."""
         from saip_bench.evaluate.engine import EngineConfig, fit
 
-        if request.protocol not in self.protocols:
-            raise ConfigError(f"the detection task supports protocol finetune only, not {request.protocol!r}")
-        if "train" not in request.recipe:
-            raise ConfigError("the finetune protocol needs a 'train' section in its recipe")
+        check_request(self, request, needs_train=True)
         config = EngineConfig.from_dict(request.recipe["train"])
         data = _settings(request.recipe, "data", DataSettings)
         settings = _settings(request.recipe, "eval", EvalSettings)

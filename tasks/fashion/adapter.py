@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from saip_bench.errors import ConfigError, DataFormatError
-from saip_bench.evaluate.adapter import EvalRequest, EvalResult
+from saip_bench.errors import DataFormatError
+from saip_bench.evaluate.adapter import EvalRequest, EvalResult, check_request
 from saip_bench.evaluate.engine import loader_workers, make_train_loader
 from saip_bench.evaluate.protocols import LoaderSettings, recipe_settings
 
@@ -95,10 +95,7 @@ class FashionAdapter:
         from saip_bench.tasks.fashion.metrics import instance_ap
         from saip_bench.tasks.fashion.model import ModelSettings, build_mask_rcnn, sum_losses
 
-        if request.protocol not in self.protocols:
-            raise ConfigError(f"the fashion task supports protocol finetune only, not {request.protocol!r}")
-        if "train" not in request.recipe:
-            raise ConfigError("the finetune protocol needs a 'train' section in its recipe")
+        check_request(self, request, needs_train=True)
         settings = recipe_settings(request.recipe, "eval", EvalSettings)
         loader_settings = recipe_settings(request.recipe, "loader", LoaderSettings)
         augment = recipe_settings(request.recipe, "augment", AugmentSettings)

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from saip_bench.errors import ConfigError, DataFormatError
-from saip_bench.evaluate.adapter import EvalRequest, EvalResult
+from saip_bench.evaluate.adapter import EvalRequest, EvalResult, check_request
 from saip_bench.evaluate.engine import loader_workers, make_train_loader
 from saip_bench.evaluate.protocols import LoaderSettings, recipe_settings, scaled_size
 from saip_bench.tasks.parsing.data import IGNORE_INDEX, ParsingSet, flip_permutation, load_parsing_set
@@ -147,12 +147,7 @@ class ParsingAdapter:
 
     def run(self, request: EvalRequest, backbone: Any) -> EvalResult:
         """Train as ``request.protocol`` says and evaluate on the val split (see module docstring)."""
-        if request.protocol not in self.protocols:
-            raise ConfigError(
-                f"the parsing task supports protocols {', '.join(self.protocols)}, not {request.protocol!r}"
-            )
-        if "train" not in request.recipe:
-            raise ConfigError(f"the {request.protocol} protocol needs a 'train' section in its recipe")
+        check_request(self, request, needs_train=True)
         settings = recipe_settings(request.recipe, "eval", EvalSettings)
         head = recipe_settings(request.recipe, "head", HeadSettings)
         loader_settings = recipe_settings(request.recipe, "loader", LoaderSettings)

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
 from saip_bench.errors import ConfigError, DataFormatError
-from saip_bench.evaluate.adapter import EvalRequest, EvalResult
+from saip_bench.evaluate.adapter import EvalRequest, EvalResult, check_request
 from saip_bench.evaluate.engine import loader_workers
 from saip_bench.evaluate.protocols import LoaderSettings, recipe_settings
 from saip_bench.tasks.pose.data import PoseInstance, PoseSplit, load_pose_split
@@ -152,12 +152,7 @@ class PoseAdapter:
         from saip_bench.evaluate.engine import EngineConfig, fit
         from saip_bench.tasks.pose.model import build_pose_model, train_samples
 
-        if request.protocol not in self.protocols:
-            raise ConfigError(
-                f"the pose task supports protocols {', '.join(self.protocols)}, not {request.protocol!r}"
-            )
-        if "train" not in request.recipe:
-            raise ConfigError(f"the {request.protocol} protocol needs a 'train' section in its recipe")
+        check_request(self, request, needs_train=True)
         settings = recipe_settings(request.recipe, "eval", EvalSettings)
         head = recipe_settings(request.recipe, "head", HeadSettings)
         loader_settings = recipe_settings(request.recipe, "loader", LoaderSettings)

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from saip_bench.errors import ConfigError, DataFormatError
-from saip_bench.evaluate.adapter import EvalRequest, EvalResult
+from saip_bench.evaluate.adapter import EvalRequest, EvalResult, check_request
 from saip_bench.evaluate.engine import make_train_loader
 from saip_bench.evaluate.images import eval_transform, train_transform
 from saip_bench.evaluate.protocols import AugmentSettings, LoaderSettings, recipe_settings
@@ -132,11 +132,7 @@ class TextRetrievalAdapter:
 
     def run(self, request: EvalRequest, backbone: Any) -> EvalResult:
         """Evaluate ``backbone`` on ``request.dataset`` with ``request.protocol`` (see module docstring)."""
-        if request.protocol not in self.protocols:
-            raise ConfigError(
-                f"the text_retrieval task supports protocols {', '.join(self.protocols)}, "
-                f"not {request.protocol!r}"
-            )
+        check_request(self, request)
         recipe = request.recipe
         settings = recipe_settings(recipe, "eval", EvalSettings)
         data = load_dataset(request.dataset, request.data_dir)

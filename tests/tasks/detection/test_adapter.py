@@ -59,7 +59,7 @@ def test_smoke_finetune_beats_the_untrained_detector(crowdhuman_master: Path, tm
 
 
 def test_recipe_errors_are_config_errors(crowdhuman_master: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="finetune only"):
+    with pytest.raises(ConfigError, match="supports protocols finetune, not"):
         DetectionAdapter().run(_request(crowdhuman_master, tmp_path, protocol="linear"), None)
     with pytest.raises(ConfigError, match="unknown key.*stacked_conv"):
         DetectionAdapter().run(_request(crowdhuman_master, tmp_path, head={"stacked_conv": 2}), None)

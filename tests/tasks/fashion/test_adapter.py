@@ -43,7 +43,7 @@ def test_recipe_mistakes_fail_before_training(fashion_root: Path, tmp_path: Path
     adapter = FashionAdapter()
     with pytest.raises(ConfigError, match="unknown key"):
         adapter.run(_request(fashion_root, tmp_path, model={"fpn": 3}), backbone=None)
-    with pytest.raises(ConfigError, match="protocol finetune only"):
+    with pytest.raises(ConfigError, match="supports protocols finetune, not"):
         request = _request(fashion_root, tmp_path)
         adapter.run(EvalRequest(**{**request.__dict__, "protocol": "linear"}), backbone=None)
 
