@@ -292,6 +292,7 @@ def fit(
     param_groups: list[dict[str, Any]] | None = None,
     resume: bool = False,
     progress: ProgressFn | None = None,
+    seed: int | None = None,
 ) -> FitResult:
     """Train ``model`` and return the selected epoch's metrics; the model ends holding the selected weights.
 
@@ -311,12 +312,26 @@ def fit(
         param_groups: prepared optimizer groups; default :func:`build_param_groups` from ``config``.
         resume: continue from ``run_dir/last.pt`` if present (the config must match).
         progress: ``progress(description, done_steps, total_steps)`` callback.
+        seed: when given, training draws from torch's global RNG (dropout, drop-path, mmdet's samplers,
+            flips drawn with ``torch.rand``) seeded with it, forked so the caller's RNG state is untouched:
+            the run repeats on the same machine.
 
     Raises:
         CheckpointError: ``resume`` finds a checkpoint written with another config, or an unreadable one.
         ConfigError: ``select: best`` without ``evaluate_fn``/``primary_metric``.
     """
     device = torch.device(device)
+    if seed is not None:
+        forked = []
+        if device.type == "cuda":
+            forked = [device.index if device.index is not None else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=forked):
+            torch.manual_seed(seed)
+            return fit(
+                model, train_loader, step_fn, config=config, run_dir=run_dir, device=device,
+                evaluate_fn=evaluate_fn, primary_metric=primary_metric, best=best, param_groups=param_groups,
+                resume=resume, progress=progress,
+            )  # fmt: skip
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if config.select == "best" and (evaluate_fn is None or primary_metric is None):

@@ -152,15 +152,11 @@ class FashionAdapter:
                 masks += m
             return instance_ap(gt, boxes, masks, image_ids=test_ids)
 
-        # mmdet's RoI and anchor samplers draw from torch's global RNG: seed it for this run only, so a
-        # run is repeatable (on CPU) without touching the caller's random state.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(request.seed + 1)
-            result = fit(
-                model, train_loader, step_fn, config=config, run_dir=request.run_dir, device=device,
-                evaluate_fn=evaluate_fn, primary_metric=PRIMARY_METRIC, best="max", resume=request.resume,
-                progress=request.progress,
-            )  # fmt: skip
+        result = fit(
+            model, train_loader, step_fn, config=config, run_dir=request.run_dir, device=device,
+            evaluate_fn=evaluate_fn, primary_metric=PRIMARY_METRIC, best="max", resume=request.resume,
+            progress=request.progress, seed=request.seed + 1,
+        )  # fmt: skip
         metrics = {k: float(v) for k, v in result.metrics.items()}
         log.info(
             "%s finetune: box AP %.2f, mask AP %.2f (epoch %d)",

@@ -214,13 +214,11 @@ class ParsingAdapter:
             model, lr=config.lr, weight_decay=config.weight_decay, layer_decay=config.layer_decay,
             backbone_lr_mult=config.backbone_lr_mult, backbone_prefix=ParsingModel.backbone_prefix,
         )  # fmt: skip
-        with torch.random.fork_rng(devices=[]):  # dropout / drop-path draws seeded: a run is reproducible
-            torch.manual_seed(request.seed)
-            result = fit(
-                model, train_loader, step_fn, config=config, run_dir=request.run_dir, device=device,
-                evaluate_fn=evaluate_fn, primary_metric=PRIMARY_METRIC, best="max", param_groups=groups,
-                resume=request.resume, progress=request.progress,
-            )  # fmt: skip
+        result = fit(
+            model, train_loader, step_fn, config=config, run_dir=request.run_dir, device=device,
+            evaluate_fn=evaluate_fn, primary_metric=PRIMARY_METRIC, best="max", param_groups=groups,
+            resume=request.resume, progress=request.progress, seed=request.seed,
+        )  # fmt: skip
         metrics = {k: float(v) for k, v in result.metrics.items()}
         log.info(
             "%s %s: mIoU %.2f (epoch %d)",

@@ -216,3 +216,22 @@ def test_make_train_loader_is_seeded_and_caps_the_batch() -> None:
         make_train_loader(one, batch_size=64, seed=0, num_workers=0, device="cpu", min_batch=2).batch_size
         == 2
     )
+
+
+def test_fit_with_a_seed_repeats_and_leaves_the_callers_rng_alone(tmp_path: Path) -> None:
+    """Training that draws from torch's global RNG (dropout here) repeats under ``seed``, and the caller's
+    random state afterwards is what it would have been had fit not run."""
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+
+    def run(run_dir: Path) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Dropout(0.5), nn.Linear(4, 1))
+        batches, step_fn, _ = _problem()
+        torch.manual_seed(123)
+        config = EngineConfig(epochs=2, lr=0.1)
+        fit(model, batches, step_fn, config=config, run_dir=run_dir, device="cpu", seed=5)
+        assert torch.equal(torch.rand(3), expected_next)
+        return model[1].weight.detach().clone()
+
+    assert torch.equal(run(tmp_path / "a"), run(tmp_path / "b"))
