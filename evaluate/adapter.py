@@ -4,7 +4,7 @@ Dispatch (:mod:`saip_bench.evaluate.dispatch`) resolves everything that is the s
 dataset folder, the recipe (already merged for the protocol and budget), the input size for the requested
 scale, the run folder and the device; it loads a *fresh* backbone for each evaluation and hands both to the
 task's adapter. The adapter builds its data, head and losses, trains through
-:func:`saip_bench.evaluate.engine.fit` when the protocol needs training, computes its metrics (metrics live
+:func:`saip_bench.engine.fit` when the protocol needs training, computes its metrics (metrics live
 with their task) and returns an :class:`EvalResult`. Dispatch times the call and records the result.
 
 An adapter is any object with the attributes and method of :class:`TaskAdapter`; the protocol registry
@@ -14,17 +14,15 @@ arguments, so importing a task costs nothing until it is evaluated.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from saip_bench.engine.loop import ProgressFn
+
 if TYPE_CHECKING:
     from saip_bench.backbones import Backbone
 
-#: Progress callback: ``progress(description, completed, total)``; the CLI draws it as a rich bar.
-#: ``total`` may be 0 when unknown. Library code reports progress only through this, it never prints.
-ProgressFn = Callable[[str, int, int], None]
 
 #: The evaluation protocols: ``finetune`` trains backbone + head, ``linear`` trains a head on frozen
 #: features, ``frozen`` trains nothing (e.g. re-ID retrieval on frozen backbone features).
@@ -43,7 +41,7 @@ class EvalRequest:
         budget: ``"full"``, ``"short"`` or ``"smoke"``; already applied to ``recipe``.
         recipe: the resolved recipe for this protocol and budget: a plain dict (see
             :func:`saip_bench.evaluate.protocols.load_recipe`); its ``train`` section, if any, is the
-            keyword set of :class:`saip_bench.evaluate.engine.EngineConfig`.
+            keyword set of :class:`saip_bench.engine.EngineConfig`.
         img_size: ``(H, W)`` input size for this evaluation (recipe size x scale, rounded to the patch size).
         scale: the multiple of the recipe's input size this evaluation runs at (1.0 normally).
         run_dir: a folder owned by this evaluation for checkpoints and logs (exists, may hold a previous
@@ -123,7 +121,7 @@ def check_request(adapter: TaskAdapter, request: EvalRequest, *, needs_train: bo
     Args:
         adapter: the task's adapter (its ``task`` and ``protocols`` name what it implements).
         request: the evaluation asked for.
-        needs_train: the protocol trains through :func:`saip_bench.evaluate.engine.fit`, so the recipe must
+        needs_train: the protocol trains through :func:`saip_bench.engine.fit`, so the recipe must
             have a ``train`` section.
 
     Raises:

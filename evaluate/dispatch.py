@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from saip_bench.datasets import DATASETS, DatasetInfo
+from saip_bench.engine import ProgressFn
 from saip_bench.errors import ConfigError, DataFormatError
-from saip_bench.evaluate.adapter import EvalRequest, ProgressFn
+from saip_bench.evaluate.adapter import EvalRequest
 from saip_bench.evaluate.protocols import PROTOCOLS, ProtocolSpec, datasets_for_task, load_recipe, scaled_size
 from saip_bench.io import atomic_write_json, digest_obj, git_revision
 

@@ -6,7 +6,7 @@ Recipes are YAML files under ``configs/evaluate/`` (package ``saip_bench.configs
     seed: 0
     eval: {...}                   # settings shared by every protocol (task-specific keys)
     protocols:
-      finetune: {train: {...}, ...}   # train: keywords of saip_bench.evaluate.engine.EngineConfig
+      finetune: {train: {...}, ...}   # train: keywords of saip_bench.engine.EngineConfig
       frozen: {...}
     budgets:                      # optional per-budget overrides, per protocol
       smoke: {finetune: {train: {epochs: 1}}, frozen: {...}}

@@ -12,7 +12,7 @@ Call :func:`setup_mm` before importing ``mmpose.models`` or ``mmdet.models``. It
 
 Checkpoints: the suite never lets mmengine write or resume its own pickled checkpoints (they need
 ``weights_only=False`` under torch >= 2.6). Training runs through
-:func:`saip_bench.evaluate.engine.fit`, whose
+:func:`saip_bench.engine.fit`, whose
 checkpoints hold tensors and plain Python values only and load with ``weights_only=True``; pretrained weights
 enter as the suite's safetensors backbone files.
 """

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from saip_bench.evaluate.adapter import ProgressFn
+from saip_bench.engine import ProgressFn
 from saip_bench.tasks.attribute.losses import weighted_bce
 from saip_bench.tasks.attribute.model import AttributeHead
 

@@ -9,7 +9,7 @@ Recipe keys this task reads (besides ``img_size``/``seed``, used by dispatch, an
     head:     {pyramid_channels: 256, stacked_convs: 4, anchor_ratios: [1, 2, 3], ...}  (model.HeadSettings)
     test:     {score_thr: 0.05, nms_iou: 0.5, nms_pre: 1000, max_per_img: 300}  (model.PostprocessSettings)
 
-Training runs through :func:`saip_bench.evaluate.engine.fit`: ``step_fn`` calls mmdet's ``model.loss`` and
+Training runs through :func:`saip_bench.engine.fit`: ``step_fn`` calls mmdet's ``model.loss`` and
 sums the terms; evaluation calls ``model.predict`` and scores the detections, mapped back to the original
 image, with :func:`~saip_bench.tasks.detection.metrics.crowdhuman_metrics`: ``AP`` (primary), ``MR-2``
 (lower is better) and ``JI``, in percent. ``eval.untrained: true`` also scores the detector before training
@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from saip_bench.engine import loader_workers, make_train_loader
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult, check_request
-from saip_bench.evaluate.engine import loader_workers, make_train_loader
 from saip_bench.evaluate.protocols import LoaderSettings, recipe_settings
 from saip_bench.tasks.detection.data.crowdhuman import SPLITS, CrowdHumanImage, load_split
 from saip_bench.tasks.detection.metrics import ImageDetections, crowdhuman_metrics
@@ -106,7 +106,7 @@ class DetectionAdapter:
 
     def run(self, request: EvalRequest, backbone: Any) -> EvalResult:
         """Fine-tune a RetinaNet on ``backbone``; report CrowdHuman AP / MR-2 / JI (see module docstring)."""
-        from saip_bench.evaluate.engine import EngineConfig, fit
+        from saip_bench.engine import EngineConfig, fit
 
         check_request(self, request, needs_train=True)
         config = EngineConfig.from_dict(request.recipe["train"])

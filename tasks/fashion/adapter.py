@@ -1,7 +1,7 @@
 """The fashion task's adapter for ``saip evaluate``: Fashionpedia instance segmentation, ``finetune``.
 
 A Mask R-CNN (:mod:`saip_bench.tasks.fashion.model`) on the backbone is fine-tuned on the train split through
-the suite's engine (:func:`saip_bench.evaluate.engine.fit`: AdamW, layer decay, checkpoints) and evaluated on
+the suite's engine (:func:`saip_bench.engine.fit`: AdamW, layer decay, checkpoints) and evaluated on
 the validation split by COCOeval (:mod:`saip_bench.tasks.fashion.metrics`).
 
 Recipe keys this task reads (besides ``img_size``/``seed``, used by dispatch, and ``train``, the engine's)::
@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from saip_bench.engine import loader_workers, make_train_loader
 from saip_bench.errors import DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult, check_request
-from saip_bench.evaluate.engine import loader_workers, make_train_loader
 from saip_bench.evaluate.protocols import LoaderSettings, recipe_settings
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class FashionAdapter:
 
     def run(self, request: EvalRequest, backbone: Any) -> EvalResult:
         """Fine-tune a Mask R-CNN on ``backbone`` and report box and mask AP (see module docstring)."""
-        from saip_bench.evaluate.engine import EngineConfig, fit
+        from saip_bench.engine import EngineConfig, fit
         from saip_bench.tasks.fashion.data import load_split
         from saip_bench.tasks.fashion.dataset import FashionDataset, collate
         from saip_bench.tasks.fashion.metrics import instance_ap

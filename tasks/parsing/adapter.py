@@ -2,7 +2,7 @@
 
 ``finetune`` trains backbone + pyramid + head; ``linear`` freezes the backbone and trains the pyramid and
 head (a dense "linear" probe: the backbone's features are fixed). Both train through
-:func:`saip_bench.evaluate.engine.fit` with the recipe's pixel-wise loss (255 ignored; plain cross-entropy
+:func:`saip_bench.engine.fit` with the recipe's pixel-wise loss (255 ignored; plain cross-entropy
 as the field trains, or OHEM / class-balanced CE, see :mod:`saip_bench.tasks.parsing.loss`) on the logits
 upsampled to the crop size.
 
@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from saip_bench.engine import loader_workers, make_train_loader
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult, check_request
-from saip_bench.evaluate.engine import loader_workers, make_train_loader
 from saip_bench.evaluate.protocols import LoaderSettings, recipe_settings, scaled_size
 from saip_bench.tasks.parsing.data import IGNORE_INDEX, ParsingSet, flip_permutation, load_parsing_set
 from saip_bench.tasks.parsing.images import ParsingImages, collate_eval, fit_size
@@ -180,7 +180,7 @@ class ParsingAdapter:
         augment: ParsingAugment,
         loss: LossSettings,
     ) -> EvalResult:
-        from saip_bench.evaluate.engine import EngineConfig, build_param_groups, fit
+        from saip_bench.engine import EngineConfig, build_param_groups, fit
 
         config = EngineConfig.from_dict(request.recipe["train"])
         device = torch.device(request.device)

@@ -2,7 +2,7 @@
 
 Protocols: ``finetune`` trains backbone + head (layer-wise lr decay on the backbone's ``blocks.N``);
 ``linear`` freezes the backbone and trains only the neck + head. Both train through
-:func:`saip_bench.evaluate.engine.fit` and evaluate with the flip test on ground-truth boxes, or on detected
+:func:`saip_bench.engine.fit` and evaluate with the flip test on ground-truth boxes, or on detected
 boxes when ``eval.bbox_file`` names a COCO detection-results json.
 
 Recipe keys this task reads (besides ``img_size``/``seed``, used by dispatch, and ``train``, the engine's)::
@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
+from saip_bench.engine import loader_workers
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult, check_request
-from saip_bench.evaluate.engine import loader_workers
 from saip_bench.evaluate.protocols import LoaderSettings, recipe_settings
 from saip_bench.tasks.pose.data import PoseInstance, PoseSplit, load_pose_split
 from saip_bench.tasks.pose.data.coco_format import load_detections
@@ -149,7 +149,7 @@ class PoseAdapter:
 
     def run(self, request: EvalRequest, backbone: Any) -> EvalResult:
         """Train and evaluate ``backbone`` as ``request`` says (see module docstring)."""
-        from saip_bench.evaluate.engine import EngineConfig, fit
+        from saip_bench.engine import EngineConfig, fit
         from saip_bench.tasks.pose.model import build_pose_model, train_samples
 
         check_request(self, request, needs_train=True)

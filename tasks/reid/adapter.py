@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import DataLoader
 
+from saip_bench.engine import EngineConfig, fit, loader_workers
 from saip_bench.errors import ConfigError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult
-from saip_bench.evaluate.engine import EngineConfig, fit, loader_workers
 from saip_bench.evaluate.images import IMAGENET_MEAN, IMAGENET_STD
 from saip_bench.tasks.reid.dataset import ReidImages, build_transforms
 from saip_bench.tasks.reid.evaluation import evaluate_model, subset_eval

@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from saip_bench.evaluate.adapter import ProgressFn
-from saip_bench.evaluate.engine import loader_workers
+from saip_bench.engine import ProgressFn, loader_workers
 from saip_bench.tasks.reid.dataset import ReidImages, build_transforms
 from saip_bench.tasks.reid.metrics import evaluate_rank, rank_metrics
 

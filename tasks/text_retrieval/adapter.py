@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from saip_bench.engine import make_train_loader
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult, check_request
-from saip_bench.evaluate.engine import make_train_loader
 from saip_bench.evaluate.images import eval_transform, train_transform
 from saip_bench.evaluate.protocols import AugmentSettings, LoaderSettings, recipe_settings
 from saip_bench.io import atomic_path, atomic_write_json
@@ -220,7 +220,7 @@ class TextRetrievalAdapter:
         self, request: EvalRequest, backbone: Any, model: RetrievalModel, train: _Split, test: _Split,
         settings: EvalSettings, loss: LossSettings,
     ) -> tuple[dict[str, float], dict[str, Any]]:  # fmt: skip
-        from saip_bench.evaluate.engine import EngineConfig, fit
+        from saip_bench.engine import EngineConfig, fit
 
         if "train" not in request.recipe:
             raise ConfigError("the finetune protocol needs a 'train' section in its recipe")

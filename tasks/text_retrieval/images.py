@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from saip_bench.evaluate.adapter import ProgressFn
+from saip_bench.engine import ProgressFn
 from saip_bench.evaluate.images import read_rgb
 
 

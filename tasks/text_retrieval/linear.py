@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from saip_bench.evaluate.adapter import ProgressFn
+from saip_bench.engine import ProgressFn
 from saip_bench.tasks.text_retrieval.losses import retrieval_loss
 from saip_bench.tasks.text_retrieval.model import RetrievalModel
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from saip_bench.engine import EngineConfig, build_param_groups, fit, lr_factor
 from saip_bench.errors import CheckpointError, ConfigError
-from saip_bench.evaluate.engine import EngineConfig, build_param_groups, fit, lr_factor
 
 
 class _TinyViT(nn.Module):
@@ -199,7 +199,7 @@ def test_select_best_restores_the_best_weights(tmp_path: Path) -> None:
 
 
 def test_make_train_loader_is_seeded_and_caps_the_batch() -> None:
-    from saip_bench.evaluate.engine import make_train_loader
+    from saip_bench.engine import make_train_loader
 
     data = torch.utils.data.TensorDataset(torch.arange(10))
 

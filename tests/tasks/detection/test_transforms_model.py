@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from saip_bench.evaluate.engine import build_param_groups
+from saip_bench.engine import build_param_groups
 from saip_bench.tasks.detection.data import crowdhuman
 from saip_bench.tasks.detection.model import HeadSettings, PostprocessSettings, build_detector, detection_loss
 from saip_bench.tasks.detection.transforms import CrowdHumanImages, collate

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from saip_bench.evaluate.engine import build_param_groups
+from saip_bench.engine import build_param_groups
 from saip_bench.tasks.fashion.adapter import predictions_to_results
 from saip_bench.tasks.fashion.data import load_split
 from saip_bench.tasks.fashion.dataset import FashionDataset, collate

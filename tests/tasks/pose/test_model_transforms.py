@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from saip_bench.evaluate.engine import build_param_groups
+from saip_bench.engine import build_param_groups
 from saip_bench.tasks.pose.meta import keypoint_meta
 from saip_bench.tasks.pose.transforms import box_to_center_scale, transform_points, udp_matrix
 

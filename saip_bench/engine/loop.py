@@ -25,10 +25,13 @@ import torch
 from torch import nn
 
 from saip_bench.errors import CheckpointError, ConfigError
-from saip_bench.evaluate.adapter import ProgressFn
 from saip_bench.io import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
+
+#: Progress callback: ``progress(description, completed, total)``; the CLI draws it as a rich bar.
+#: ``total`` may be 0 when unknown. Library code reports progress only through this, it never prints.
+ProgressFn = Callable[[str, int, int], None]
 
 StepFn = Callable[[nn.Module, Any], dict[str, torch.Tensor]]
 EvaluateFn = Callable[[nn.Module], dict[str, float]]
