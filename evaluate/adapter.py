@@ -14,6 +14,7 @@ arguments, so importing a task costs nothing until it is evaluated.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from saip_bench.engine.loop import ProgressFn
 
 if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
     from saip_bench.backbones import Backbone
 
 
@@ -50,6 +53,8 @@ class EvalRequest:
         seed: the seed every random choice of the run derives from.
         resume: continue from ``run_dir``'s last checkpoint if there is one.
         progress: optional progress callback; adapters pass it on to the engine.
+        primary_metric: the metric the report ranks by and ``select: best`` selects on (the registry's).
+        best: ``"max"`` (higher is better) or ``"min"``, for the primary metric.
     """
 
     task: str
@@ -65,6 +70,19 @@ class EvalRequest:
     seed: int = 0
     resume: bool = False
     progress: ProgressFn | None = field(default=None, compare=False, repr=False)
+    primary_metric: str = ""
+    best: str = "max"
+
+    @functools.cached_property
+    def config(self) -> DictConfig:
+        """``recipe`` as a read-only OmegaConf view: ``request.config.eval.batch_size``; reading a key the
+        task's defaults file does not declare raises, so a typo in a task is found at once."""
+        from omegaconf import OmegaConf
+
+        view = OmegaConf.create(self.recipe)
+        OmegaConf.set_struct(view, True)
+        OmegaConf.set_readonly(view, True)
+        return view
 
 
 @dataclass

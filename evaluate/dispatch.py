@@ -92,6 +92,7 @@ def evaluate(
     resume: bool = False,
     device: str = "auto",
     recipe: Path | None = None,
+    overrides: Sequence[str] = (),
     progress: ProgressFn | None = None,
 ) -> list[Outcome]:
     """Run (or skip) every requested evaluation and record the finished ones.
@@ -110,6 +111,7 @@ def evaluate(
         resume: continue an interrupted fine-tuning from its run folder's last checkpoint.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         recipe: a recipe file to use instead of the registry's (e.g. the 384x128 one).
+        overrides: ``key=value`` recipe overrides applied last (``train.epochs=1``).
         progress: progress callback passed to the adapter.
 
     Returns:
@@ -150,7 +152,7 @@ def evaluate(
             outcomes += [Outcome(spec.dataset, proto, s, "missing", message=str(err)) for s in scales]
             continue
         recipe_file = Path(recipe) if recipe is not None else spec.recipe_path()
-        resolved = load_recipe(recipe_file, proto, budget)
+        resolved = load_recipe(recipe_file, proto, budget, task=spec.task, overrides=overrides)
         base_size = tuple(int(v) for v in resolved.get("img_size", (256, 128)))
         if len(base_size) != 2:
             raise ConfigError(f"{recipe_file}: img_size must be [H, W]")
@@ -210,6 +212,8 @@ def evaluate(
                 seed=seed,
                 resume=resume,
                 progress=progress,
+                primary_metric=spec.primary_metric,
+                best=spec.best,
             )
             adapter = spec.load_adapter()
             log.info("%s %s x%g %s on %s: running", spec.dataset, proto, scale, size, dev)

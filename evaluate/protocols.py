@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -232,11 +233,80 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_recipe(path: Path, protocol: str, budget: str) -> dict[str, Any]:
+#: Top-level recipe keys every task has (besides its defaults file's sections and the engine's ``train``).
+COMMON_KEYS: dict[str, Any] = {"img_size": [256, 128], "seed": 0}
+
+
+def task_defaults_path(task: str) -> Path | None:
+    """The task's documented defaults file, ``configs/evaluate/defaults/<task>.yaml``, if it has one."""
+    from saip_bench.configs import config_path
+
+    try:
+        return config_path(f"evaluate/defaults/{task}.yaml")
+    except FileNotFoundError:
+        return None
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """``["train.epochs=1", "eval.flip=false"]`` -> a nested dict (values parsed as YAML, like OmegaConf)."""
+    from omegaconf import OmegaConf
+
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.epochs=1")
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)), resolve=True)  # type: ignore[return-value]
+    except Exception as err:
+        raise ConfigError(f"overrides {' '.join(overrides)}: {type(err).__name__}: {err}") from None
+
+
+def _strict(resolved: dict[str, Any], defaults_file: Path, source: str) -> dict[str, Any]:
+    """``resolved`` over the task's defaults; a key the defaults do not declare is a ConfigError."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    base = OmegaConf.merge(OmegaConf.create(COMMON_KEYS), OmegaConf.load(defaults_file))
+    OmegaConf.set_struct(base, True)
+    body = {k: v for k, v in resolved.items() if k not in ("train", "protocol", "budget")}
+    try:
+        merged = OmegaConf.merge(base, body)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or ""
+        valid = ", ".join(sorted(str(k) for k in base))
+        if key:
+            raise ConfigError(
+                f"{source}: unknown key {key!r} (the task's keys are documented in {defaults_file.name}; "
+                f"top-level: {valid})"
+            ) from None
+        raise ConfigError(f"{source}: {type(err).__name__}: {err}") from None
+    out: dict[str, Any] = OmegaConf.to_container(merged, resolve=True)  # type: ignore[assignment]
+    for key in ("train", "protocol", "budget"):
+        if key in resolved:
+            out[key] = resolved[key]
+    return out
+
+
+def load_recipe(
+    path: Path,
+    protocol: str,
+    budget: str,
+    *,
+    task: str | None = None,
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
     """Resolve a recipe file for one protocol and budget into a plain dict (see module docstring).
 
+    Args:
+        path: the recipe file.
+        protocol: a protocol the recipe has a section for.
+        budget: ``full``, ``short`` or ``smoke``.
+        task: the task whose defaults file (``configs/evaluate/defaults/<task>.yaml``) supplies every key
+            the recipe leaves out and is the list of valid keys.
+        overrides: ``key=value`` strings applied last (``saip evaluate ... train.epochs=1``).
+
     Raises:
-        ConfigError: unreadable file, or the protocol is not in the recipe.
+        ConfigError: unreadable file, the protocol is not in the recipe, an unknown key, a bad override.
     """
     if protocol not in PROTOCOL_NAMES:
         raise ConfigError(f"unknown protocol {protocol!r}; valid protocols: {', '.join(PROTOCOL_NAMES)}")
@@ -253,6 +323,15 @@ def load_recipe(path: Path, protocol: str, budget: str) -> dict[str, Any]:
         default_overrides(budget, {})  # validates the budget name
     own = ((raw.get("budgets") or {}).get(budget) or {}).get(protocol) or {}
     resolved = deep_merge(resolved, own)
+    if overrides:
+        resolved = deep_merge(resolved, parse_overrides(overrides))
+    defaults_file = task_defaults_path(task) if task else None
+    if defaults_file is not None:
+        resolved = _strict(resolved, defaults_file, str(path))
+    if "train" in resolved:
+        from saip_bench.engine import EngineConfig
+
+        EngineConfig.from_dict(dict(resolved["train"]), source=f"{path}: train")  # strict keys and choices
     resolved["protocol"] = protocol
     resolved["budget"] = budget
     return resolved

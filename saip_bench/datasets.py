@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+from saip_bench.errors import ConfigError
 from saip_bench.registry import Registry
 
 
@@ -35,6 +38,13 @@ class DatasetInfo:
     official_counts: dict[str, int] = field(default_factory=dict)
     module: str | None = None  # module providing check / write_synth / loaders
     aliases: tuple[str, ...] = ()  # other folder names users have (e.g. torchreid's layout)
+
+    def load(self, root: str | Path, *args: Any, **kwargs: Any) -> Any:
+        """Read the dataset at ``root`` with its format module's ``load`` (what the task's loader returns)."""
+        module = self.load_module()
+        if module is None or not hasattr(module, "load"):
+            raise ConfigError(f"{self.title} has no loader yet")
+        return module.load(root, *args, **kwargs)
 
     def load_module(self) -> ModuleType | None:
         """The dataset's format module, or None if no task issue has added it yet."""

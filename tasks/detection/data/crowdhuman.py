@@ -290,3 +290,7 @@ def write_synth(out: str | Path, *, ids: int, images: int, seed: int) -> None:
         with atomic_path(annotation_path(out, split)) as tmp:
             tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
     log.debug("wrote %d synthetic CrowdHuman images to %s", total, out)
+
+
+#: The dataset registry's entry point (``DATASETS.get(name).load(root, ...)``).
+load = load_split

@@ -445,3 +445,7 @@ def write_synth(out: str | Path, *, ids: int, images: int, seed: int) -> None:
             }
             (tmp / json_name).write_text(json.dumps(data), encoding="utf-8")
     log.info("fashionpedia: wrote %d images (%d validation), %d instances to %s", images, n_val, ann_id, out)
+
+
+#: The dataset registry's entry point (``DATASETS.get(name).load(root, ...)``).
+load = load_split

@@ -243,3 +243,7 @@ def write_synth(out: str | Path, *, ids: int, images: int, seed: int) -> None:
                 cam = 1 + int(rng.integers(NUM_CAMERAS))
                 (dirs["gallery"] / name(pid, cam)).write_bytes(crop(pid, cam))
     log.debug("wrote synthetic Market-1501 (%d train ids, %d test ids) to %s", len(train_ids), n_test, out)
+
+
+#: The dataset registry's entry point (``DATASETS.get(name).load(root, ...)``).
+load = load_market1501

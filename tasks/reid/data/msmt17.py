@@ -188,3 +188,7 @@ def write_synth(out: str | Path, *, ids: int, images: int, seed: int) -> None:
                 lines[split].append(f"{rel} {pid}")
         for split, (_, list_name) in LISTS.items():
             (tmp / list_name).write_text("".join(f"{line}\n" for line in lines[split]), encoding="utf-8")
+
+
+#: The dataset registry's entry point (``DATASETS.get(name).load(root, ...)``).
+load = load_msmt17

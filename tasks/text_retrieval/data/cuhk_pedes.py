@@ -38,3 +38,7 @@ def write_synth(out: str | Path, *, ids: int, images: int, seed: int) -> None:
         out, FORMAT, ids=ids, images=images, seed=seed,
         file_path=lambda split, pid, camid, n: f"CUHK03/{pid}_{camid}_{n}.jpg",
     )  # fmt: skip
+
+
+#: The dataset registry's entry point (``DATASETS.get(name).load(root, ...)``).
+load = load_cuhk_pedes

@@ -36,3 +36,7 @@ def write_synth(out: str | Path, *, ids: int, images: int, seed: int) -> None:
         out, FORMAT, ids=ids, images=images, seed=seed,
         file_path=lambda split, pid, camid, n: f"{split}/{pid:04d}/{pid:04d}_{camid:03d}_{n:02d}_synth_0.jpg",
     )  # fmt: skip
+
+
+#: The dataset registry's entry point (``DATASETS.get(name).load(root, ...)``).
+load = load_icfg_pedes

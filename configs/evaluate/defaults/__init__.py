@@ -1,0 +1,1 @@
+"""Per-task recipe defaults: every key a task reads, with its default and what it means."""
