@@ -1,19 +1,20 @@
 """``saip data``'s library: write synthetic datasets in the real formats, and check dataset folders.
 
-Each dataset's format code lives in the module its :class:`~saip_bench.datasets.DatasetInfo` names
-(``check(root)`` and ``write_synth(out, *, ids, images, seed)``); this module only finds folders, dispatches
-and summarises. A dataset whose module (or entry point) does not exist yet is "not yet supported".
+Each dataset's format code is named by its :class:`~saip_bench.dataset_spec.DatasetSpec` (``spec.check(root)``
+and ``spec.write_synth(out, options)``); this module only finds folders, dispatches and summarises. A
+dataset whose spec names no check (or no writer) is "not yet supported".
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from saip_bench.datasets import DATASETS, DatasetInfo, synth_formats
+from saip_bench.dataset_spec import DatasetSpec, SynthOptions
+from saip_bench.datasets import DATASETS, synth_formats
 from saip_bench.errors import DataFormatError, SaipError
 from saip_bench.io import atomic_path
 
@@ -43,7 +44,7 @@ class DatasetStatus:
         return self.status != "malformed"
 
 
-def locate(info: DatasetInfo, root: Path) -> Path | None:
+def locate(info: DatasetSpec, root: Path) -> Path | None:
     """The dataset's folder under ``root``: its usual folder name first, then its aliases."""
     for name in (info.folder, *info.aliases):
         candidate = root / name
@@ -52,26 +53,25 @@ def locate(info: DatasetInfo, root: Path) -> Path | None:
     return None
 
 
-def check_dataset(info: DatasetInfo, path: Path | None, *, looked_in: Path | None = None) -> DatasetStatus:
-    """Check one dataset folder (``path`` None = not found) with its format module's ``check``."""
+def check_dataset(info: DatasetSpec, path: Path | None, *, looked_in: Path | None = None) -> DatasetStatus:
+    """Check one dataset folder (``path`` None = not found) with the dataset's ``check``."""
     status = DatasetStatus(info.name, info.title, info.task, "missing", official=dict(info.official_counts))
-    module = info.load_module()
-    check: Callable[[Path], dict[str, int]] | None = getattr(module, "check", None) if module else None
+    supported = info.checker is not None
     if path is None:
         status.path = looked_in / info.folder if looked_in is not None else None
-        if check is None:
+        if not supported:
             status.status = "not yet supported"
         return status
     status.path = path
     if not path.is_dir():
         status.problem = f"{path}: no such folder"
         return status
-    if check is None:
+    if not supported:
         status.status = "not yet supported"
         status.notes.append(f"folder present at {path}, but saip-bench cannot read this format yet")
         return status
     try:
-        counts = check(path)
+        counts = info.check(path)
     except SaipError as err:
         status.status = "malformed"
         status.problem = _one_line(str(err))
@@ -123,13 +123,7 @@ def check_datasets(
     return results
 
 
-def synth_writer(info: DatasetInfo) -> Callable[..., None] | None:
-    """The format module's ``write_synth``, or None if this format is not supported yet."""
-    module = info.load_module()
-    return getattr(module, "write_synth", None) if module is not None else None
-
-
-def resolve_formats(name: str) -> tuple[list[DatasetInfo], list[DatasetInfo]]:
+def resolve_formats(name: str) -> tuple[list[DatasetSpec], list[DatasetSpec]]:
     """(supported, not yet supported) formats for ``--format NAME|all``.
 
     Raises:
@@ -139,19 +133,19 @@ def resolve_formats(name: str) -> tuple[list[DatasetInfo], list[DatasetInfo]]:
     formats = synth_formats()
     if name == ALL:
         infos = [info for _, info in formats.items()]
-        supported = [info for info in infos if synth_writer(info) is not None]
+        supported = [info for info in infos if info.writer is not None]
         return supported, [info for info in infos if info not in supported]
     try:
         info = formats.get(name)
     except SaipError as err:
         raise SaipError(f"{err}, {ALL}") from None
-    if synth_writer(info) is None:
-        raise SaipError(f"synthetic format {name!r} is not yet supported (no writer in {info.module})")
+    if info.writer is None:
+        raise SaipError(f"synthetic format {name!r} is not yet supported (it names no writer)")
     return [info], []
 
 
 def write_synth_dataset(
-    info: DatasetInfo, out_root: str | Path, *, ids: int, images: int, seed: int, overwrite: bool = False
+    info: DatasetSpec, out_root: str | Path, *, ids: int, images: int, seed: int, overwrite: bool = False
 ) -> Path:
     """Write a synthetic ``info`` dataset to ``out_root/<info.folder>``, atomically.
 
@@ -172,15 +166,14 @@ def write_synth_dataset(
     """
     if ids < 1 or images < 1:
         raise SaipError(f"--ids and --images must be at least 1 (got ids={ids}, images={images})")
-    writer = synth_writer(info)
-    if writer is None:
-        raise SaipError(f"synthetic format {info.name!r} is not yet supported (no writer in {info.module})")
+    if info.writer is None:
+        raise SaipError(f"synthetic format {info.name!r} is not yet supported (it names no writer)")
     final = Path(out_root) / info.folder
     if final.exists() and not overwrite:
         raise SaipError(f"{final}: already exists; choose another --out or pass --overwrite to replace it")
     with atomic_path(final) as tmp:
         tmp.mkdir(parents=True)
-        writer(tmp, ids=ids, images=images, seed=seed)
+        info.write_synth(tmp, SynthOptions(ids=ids, images=images, seed=seed))
     log.debug("wrote synthetic %s to %s", info.title, final)
     return final
 

@@ -1,217 +1,85 @@
-"""The 12 evaluation datasets (and the LUP pretraining crops): names, folders, tasks, sizes, metrics.
+"""The dataset registry: the 12 evaluation datasets (and the LUP pretraining crops), one line each.
 
-Each dataset's code lives beside its task's loader, in the module named by ``DatasetInfo.module``. That module
-provides the format's three entry points:
+Every fact about a dataset (title, task, folder, counts, primary metric, protocols, recipe, adapter, and
+where its loader, check and synthetic writer live) is declared once, as a
+:class:`~saip_bench.dataset_spec.DatasetSpec` in its task folder's ``datasets.yaml``; :data:`REGISTERED`
+below names each declaration with one line, in the paper's order. Everything else reads
+the registry: ``DATASETS.get(name).load(root, *args)`` (tasks), ``.check(root)`` (``saip data check``),
+``.write_synth(out, options)`` (``saip data synth``), ``.recipe_path()`` / ``.load_adapter()`` (dispatch),
+``.title`` / ``.primary_metric`` (reports). The protocol view
+(:data:`saip_bench.evaluate.protocols.PROTOCOLS`) is derived from it.
 
-- ``check(root: Path) -> dict[str, int]``: validate the dataset folder ``root`` against the real format and
-  return the counts found (e.g. ``{"train": 12936, "query": 3368, "gallery": 15913}``); raise
-  :class:`saip_bench.errors.DataFormatError` naming the first bad file.
-- ``write_synth(out: Path, *, ids: int, images: int, seed: int) -> None``: write a synthetic dataset in
-  exactly the real on-disk format into the folder ``out``.
-- its loader(s), used by the task adapter.
-
-A dataset whose module does not exist yet is "not yet supported": later task issues add the module at the
-path named here and nothing else has to change.
+Adding a dataset: declare its spec in its task folder and add its line to :data:`REGISTERED`.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
+from saip_bench.dataset_spec import DatasetSpec, SynthOptions, task_datasets
 from saip_bench.errors import ConfigError
 from saip_bench.registry import Registry
 
+__all__ = ["DATASETS", "EVAL_DATASETS", "LUP", "REGISTERED", "DatasetSpec", "SynthOptions", "synth_formats"]
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    """Static facts about one dataset."""
-
-    name: str  # CLI name, e.g. "market1501"
-    title: str  # as papers print it, e.g. "Market-1501"
-    task: str  # task adapter name, e.g. "reid"
-    folder: str  # usual folder name under a data root
-    metric: str  # primary metric as reported in SAIP.md
-    official_counts: dict[str, int] = field(default_factory=dict)
-    module: str | None = None  # module providing check / write_synth / loaders
-    aliases: tuple[str, ...] = ()  # other folder names users have (e.g. torchreid's layout)
-
-    def load(self, root: str | Path, *args: Any, **kwargs: Any) -> Any:
-        """Read the dataset at ``root`` with its format module's ``load`` (what the task's loader returns)."""
-        module = self.load_module()
-        if module is None or not hasattr(module, "load"):
-            raise ConfigError(f"{self.title} has no loader yet")
-        return module.load(root, *args, **kwargs)
-
-    def load_module(self) -> ModuleType | None:
-        """The dataset's format module, or None if no task issue has added it yet."""
-        if self.module is None:
-            return None
-        try:
-            return importlib.import_module(self.module)
-        except ModuleNotFoundError as err:
-            # Only "this dataset's module does not exist yet" means unsupported; a broken import inside
-            # an existing module is a bug and must surface.
-            if err.name and self.module.startswith(err.name):
-                return None
-            raise
+#: ``"task:name"`` of every evaluation dataset, one line each, in the paper's order; the facts are declared
+#: in ``tasks/<task>/datasets.yaml``.
+REGISTERED: tuple[str, ...] = (
+    "reid:market1501",
+    "reid:msmt17",
+    "text_retrieval:cuhk_pedes",
+    "text_retrieval:icfg_pedes",
+    "attribute:pa100k",
+    "attribute:peta_zs",
+    "pose:coco_keypoints",
+    "pose:coco_wholebody",
+    "parsing:lip",
+    "parsing:cihp",
+    "detection:crowdhuman",
+    "fashion:fashionpedia",
+)
 
 
-DATASETS: Registry[DatasetInfo] = Registry("dataset")
+def _register(entries: tuple[str, ...]) -> Registry[DatasetSpec]:
+    registry: Registry[DatasetSpec] = Registry("dataset")
+    for entry in entries:
+        task, _, name = entry.partition(":")
+        declared = task_datasets(task)
+        if name not in declared:
+            raise ConfigError(f"{entry}: tasks/{task}/datasets.yaml declares no {name!r}")
+        registry.add(name, declared[name])
+    return registry
 
 
-def _add(info: DatasetInfo) -> None:
-    DATASETS.add(info.name, info)
+DATASETS: Registry[DatasetSpec] = _register(REGISTERED)
 
 
-_T = "saip_bench.tasks"
-_add(
-    DatasetInfo(
-        "market1501",
-        "Market-1501",
-        "reid",
-        "Market-1501-v15.09.15",
-        "mAP",
-        {"train": 12936, "train_ids": 751, "query": 3368, "gallery": 15913},
-        f"{_T}.reid.data.market1501",
-        aliases=("market1501/Market-1501-v15.09.15", "Market-1501"),
-    )
-)
-_add(
-    DatasetInfo(
-        "msmt17",
-        "MSMT17",
-        "reid",
-        "MSMT17_V1",
-        "mAP",
-        {"train": 32621, "train_ids": 1041, "query": 11659, "gallery": 82161},
-        f"{_T}.reid.data.msmt17",
-        aliases=("msmt17/MSMT17_V1",),
-    )
-)
-_add(
-    DatasetInfo(
-        "cuhk_pedes",
-        "CUHK-PEDES",
-        "text_retrieval",
-        "CUHK-PEDES",
-        "R1",
-        {"images": 40206, "ids": 13003},
-        f"{_T}.text_retrieval.data.cuhk_pedes",
-    )
-)
-_add(
-    DatasetInfo(
-        "icfg_pedes",
-        "ICFG-PEDES",
-        "text_retrieval",
-        "ICFG-PEDES",
-        "R1",
-        {},
-        f"{_T}.text_retrieval.data.icfg_pedes",
-    )
-)
-_add(
-    DatasetInfo(
-        "pa100k",
-        "PA-100K",
-        "attribute",
-        "PA-100K",
-        "mA",
-        {"train": 80000, "val": 10000, "test": 10000, "attributes": 26},
-        f"{_T}.attribute.data.pa100k",
-        aliases=("pa100k",),
-    )
-)
-_add(
-    DatasetInfo(
-        "peta_zs",
-        "PETA-zs",
-        "attribute",
-        "PETA",
-        "mA",
-        {"images": 19000, "attributes": 35},
-        f"{_T}.attribute.data.peta_zs",
-        aliases=("peta",),
-    )
-)
-_add(
-    DatasetInfo(
-        "coco_keypoints", "COCO-Keypoints", "pose", "coco", "AP", {}, f"{_T}.pose.data.coco_keypoints"
-    )
-)
-_add(
-    DatasetInfo(
-        "coco_wholebody",
-        "COCO-WholeBody",
-        "pose",
-        "coco_wholebody",
-        "AP",
-        {},
-        f"{_T}.pose.data.coco_wholebody",
-    )
-)
-_add(
-    DatasetInfo(
-        "lip",
-        "LIP",
-        "parsing",
-        "LIP",
-        "mIoU",
-        {"train": 30462, "val": 10000, "classes": 20},
-        f"{_T}.parsing.data.lip",
-    )
-)
-_add(
-    DatasetInfo(
-        "cihp",
-        "CIHP",
-        "parsing",
-        "instance-level_human_parsing",
-        "mIoU",
-        {"train": 28280, "val": 5000, "classes": 20},
-        f"{_T}.parsing.data.cihp",
-        aliases=("CIHP",),
-    )
-)
-_add(
-    DatasetInfo(
-        "crowdhuman",
-        "CrowdHuman",
-        "detection",
-        "CrowdHuman",
-        "AP",
-        {"train": 15000, "val": 4370},
-        f"{_T}.detection.data.crowdhuman",
-    )
-)
-_add(
-    DatasetInfo(
-        "fashionpedia",
-        "Fashionpedia",
-        "fashion",
-        "Fashionpedia",
-        "AP",
-        {"categories": 46, "attributes": 294},
-        f"{_T}.fashion.data.fashionpedia",
-    )
-)
+def write_lup(out: Path, options: SynthOptions) -> None:
+    """The LUP crops' writer in the registry's convention (``pretrain.data.lup`` keeps its keywords)."""
+    from saip_bench.pretrain.data.lup import write_synth
+
+    write_synth(out, ids=options.ids, images=options.images, seed=options.seed)
+
 
 #: The pretraining crops (LUPerson style): not one of the 12 evaluation datasets, but a synth format.
-LUP = DatasetInfo(
-    "lup", "LUPerson crops", "pretrain", "LUP", "-", {"images": 1_000_000}, "saip_bench.pretrain.data.lup"
+LUP = DatasetSpec(
+    name="lup",
+    title="LUPerson crops",
+    task="pretrain",
+    folder="LUP",
+    primary_metric="-",
+    official_counts={"images": 1_000_000},
+    checker="saip_bench.pretrain.data.lup:check",
+    writer="saip_bench.datasets:write_lup",
 )
 
 EVAL_DATASETS: tuple[str, ...] = tuple(DATASETS.names())
 
 
-def synth_formats() -> Registry[DatasetInfo]:
+def synth_formats() -> Registry[DatasetSpec]:
     """Every format ``saip data synth`` knows by name: the 12 datasets plus ``lup``."""
-    formats: Registry[DatasetInfo] = Registry("synthetic format")
-    for name, info in DATASETS.items():
-        formats.add(name, info)
+    formats: Registry[DatasetSpec] = Registry("synthetic format")
+    for name, spec in DATASETS.items():
+        formats.add(name, spec)
     formats.add(LUP.name, LUP)
     return formats

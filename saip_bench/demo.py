@@ -124,8 +124,8 @@ def run_demo(
         datasets: evaluate only these datasets (default: every dataset with a task adapter).
         on_stage: progress callback ``(stage, detail)``.
     """
+    from saip_bench.datasets import DATASETS
     from saip_bench.evaluate.dispatch import evaluate
-    from saip_bench.evaluate.protocols import PROTOCOLS
     from saip_bench.mm.available import missing_mm
     from saip_bench.report.table import build_report_table
     from saip_bench.results import open_workspace_store
@@ -156,7 +156,7 @@ def run_demo(
         ),
     )
     result.backbones = [REFERENCE_BACKBONE, *(str(p) for p in exports)]
-    for name, spec in PROTOCOLS.items():
+    for name, spec in DATASETS.items():
         if datasets is not None and name not in datasets:
             continue
         missing = missing_mm(*spec.needs) if spec.needs else []

@@ -184,7 +184,7 @@ def _metric_name(records: Sequence[EvalRecord], dataset: str) -> str:
     names = sorted({r.primary_metric for r in records})
     if names:
         return "/".join(names)
-    return DATASETS.get(dataset).metric if dataset in DATASETS else ""
+    return DATASETS.get(dataset).primary_metric if dataset in DATASETS else ""
 
 
 def mark_best(cells: Sequence[tuple[Row, str]], metric: str) -> None:

@@ -1,4 +1,4 @@
-"""Protocol registry, recipe resolution, budgets and scaled input sizes."""
+"""The protocol view of the dataset registry, recipe resolution, budgets and scaled input sizes."""
 
 from __future__ import annotations
 
@@ -63,9 +63,14 @@ def test_budget_defaults() -> None:
     assert default_overrides("short", {"epochs": 10})["epochs"] == 3
 
 
-def test_registry_entries_are_datasets_with_shipped_reid_recipes() -> None:
+def test_protocol_view_is_the_datasets_with_protocols() -> None:
+    assert PROTOCOLS.names() == [name for name, spec in DATASETS.items() if spec.protocols]
     for name, spec in PROTOCOLS.items():
-        assert name in DATASETS and DATASETS.get(name).task == spec.task
+        assert spec is DATASETS.get(name)  # the same spec object: every fact is declared once
+    assert datasets_for_task("pose") == ["coco_keypoints", "coco_wholebody"]
+
+
+def test_registry_entries_are_datasets_with_shipped_reid_recipes() -> None:
     assert datasets_for_task("reid") == ["market1501", "msmt17"]
     for name in datasets_for_task("reid"):
         spec = PROTOCOLS.get(name)

@@ -1,4 +1,4 @@
-"""What both attribute datasets share: the loaded record, image verification and split helpers."""
+"""What both attribute readers share: the loaded record, label and image validation, split checks."""
 
 from __future__ import annotations
 
@@ -103,13 +103,3 @@ def check_partition(path: Path, partition: dict[str, np.ndarray], num_images: in
             raise DataFormatError(
                 path, f"{overlap.size} images are in both trainval and test (e.g. {overlap[0]})"
             )
-
-
-def split_sizes(total: int, fractions: tuple[float, ...]) -> list[int]:
-    """Split ``total`` items into parts proportional to ``fractions``, none empty (needs total >= parts)."""
-    if total < len(fractions):
-        raise ValueError(f"need at least {len(fractions)} items to make {len(fractions)} non-empty parts")
-    sizes = [max(1, int(round(total * f))) for f in fractions[:-1]]
-    while sum(sizes) > total - 1:  # leave at least one for the last part
-        sizes[int(np.argmax(sizes))] -= 1
-    return sizes + [total - sum(sizes)]

@@ -13,15 +13,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from saip_bench.errors import ConfigError, DataFormatError
+from saip_bench.errors import DataFormatError
 from saip_bench.synth.attributes import PA100K_ATTRIBUTES
 from saip_bench.tasks.attribute.data.common import (
     AttributeSet,
     binary_labels,
     check_partition,
-    split_sizes,
     verify_images,
 )
 
@@ -119,43 +117,3 @@ def check(root: str | Path) -> dict[str, int]:
     counts = data.counts()
     log.debug("PA-100K at %s: %s", root, counts)
     return counts
-
-
-def write_synth(out: str | Path, *, ids: int, images: int, seed: int) -> None:
-    """Write a synthetic PA-100K in the real format: ``out/data/NNNNNN.jpg`` and ``out/annotation.mat``.
-
-    ``images`` person crops of ``ids`` identities (any camera) are split 80/10/10 into train/val/test, like
-    the real set (which has no identity-disjoint split). Labels are the generator's PA-100K attributes.
-    """
-    from scipy.io import savemat
-
-    from saip_bench.io import atomic_path
-    from saip_bench.tasks.attribute.data.render import render_persons
-
-    if ids < 1 or images < 3:
-        raise ConfigError(f"pa100k synth needs ids >= 1 and images >= 3 (got ids={ids}, images={images})")
-    rng = np.random.default_rng(seed)
-    pids = rng.integers(0, ids, size=images)
-    sizes = split_sizes(images, (0.8, 0.1, 0.1))
-    with atomic_path(out) as tmp:
-        (tmp / IMAGE_DIR).mkdir(parents=True)
-        names = [f"{i + 1:06d}.jpg" for i in range(images)]
-        labels = np.zeros((images, len(ATTRIBUTES)), dtype=np.uint8)
-        for i, sample in enumerate(render_persons(pids, seed=seed)):
-            Image.fromarray(sample.image).save(tmp / IMAGE_DIR / names[i], quality=92)
-            labels[i] = [bool(sample.attributes[a]) for a in ATTRIBUTES]
-        mat: dict[str, np.ndarray] = {"attributes": _cell(list(ATTRIBUTES))}
-        start = 0
-        for split, size in zip(SPLITS, sizes, strict=True):
-            mat[f"{split}_images_name"] = _cell(names[start : start + size])
-            mat[f"{split}_label"] = labels[start : start + size]
-            start += size
-        savemat(str(tmp / ANNOTATION), mat, do_compression=True)
-
-
-def _cell(strings: list[str]) -> np.ndarray:
-    """An ``(N, 1)`` object array: savemat writes it as a cell array of strings, as in the real file."""
-    cell = np.empty((len(strings), 1), dtype=object)
-    for i, text in enumerate(strings):
-        cell[i, 0] = text
-    return cell

@@ -19,15 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from saip_bench.errors import ConfigError, DataFormatError
+from saip_bench.errors import DataFormatError
 from saip_bench.synth.attributes import PETA_ATTRIBUTES
 from saip_bench.tasks.attribute.data.common import (
     AttributeSet,
     binary_labels,
     check_partition,
-    split_sizes,
     verify_images,
 )
 
@@ -161,50 +159,3 @@ def check(root: str | Path) -> dict[str, int]:
     counts["images"] = len(data.image_paths)
     log.debug("PETA-zs at %s: %s", root, counts)
     return counts
-
-
-def write_synth(out: str | Path, *, ids: int, images: int, seed: int) -> None:
-    """Write a synthetic PETA-zs: ``out/images/NNNNN.png`` and ``out/dataset_zs_run0.pkl``.
-
-    Identities are split about 60/20/20 into train / val / test (disjoint, as in the zero-shot protocol);
-    ``images`` crops are spread over the identities round-robin, so every identity has at least one (with
-    fewer images than identities, only ``images`` identities are used). Labels are the generator's PETA
-    attributes.
-    """
-    from saip_bench.io import atomic_path
-    from saip_bench.tasks.attribute.data.render import render_persons
-
-    ids = min(ids, images)
-    if ids < 3:
-        raise ConfigError(
-            f"peta_zs synth needs at least 3 identities and 3 images (got ids={ids}, images={images})"
-        )
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(ids)
-    id_split = np.empty(ids, dtype=np.int64)  # 0 train, 1 val, 2 test
-    start = 0
-    for part, size in enumerate(split_sizes(ids, (0.6, 0.2, 0.2))):
-        id_split[order[start : start + size]] = part
-        start += size
-    pids = np.arange(images) % ids
-    pids = pids[rng.permutation(images)]  # interleave so file order says nothing about the split
-    names = [f"{i + 1:05d}.png" for i in range(images)]
-    labels = np.zeros((images, len(ATTRIBUTES)), dtype=np.uint8)
-    with atomic_path(out) as tmp:
-        (tmp / IMAGE_DIR).mkdir(parents=True)
-        for i, sample in enumerate(render_persons(pids, seed=seed)):
-            Image.fromarray(sample.image).save(tmp / IMAGE_DIR / names[i])
-            labels[i] = [bool(sample.attributes[a]) for a in ATTRIBUTES]
-        train, val, test = (np.flatnonzero(id_split[pids] == part).astype(np.int64) for part in range(3))
-        trainval = np.concatenate([train, val])
-        data = {
-            "description": "peta",
-            "root": IMAGE_DIR,
-            "image_name": names,
-            "label": labels,
-            "attr_name": list(ATTRIBUTES),
-            "partition": {"train": train, "val": val, "trainval": trainval, "test": test},
-            "weight_trainval": (labels[trainval] == 1).mean(axis=0).astype(np.float32),
-        }
-        with open(tmp / SPLIT_FILE, "wb") as handle:
-            pickle.dump(data, handle, protocol=4)

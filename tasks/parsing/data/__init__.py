@@ -4,14 +4,12 @@ Both formats list a split's images in an id file (one image id per line, no exte
 image's labels as a single-channel png (mode ``L`` or ``P``) of the image's size, holding class ids
 ``0..19`` and ``255`` for "ignore". :func:`read_id_list` and :func:`check_label` give one clear error per
 problem; :func:`check_split` runs them over a split, decoding every png up to :data:`FULL_CHECK_LIMIT` files
-and an even sample beyond.
+and an even sample beyond. The synthetic writers are in :mod:`.synth`; read a dataset through the registry:
+``DATASETS.get("lip").load(root) -> ParsingSet``.
 """
 
 from __future__ import annotations
 
-import importlib
-import io
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +17,6 @@ import numpy as np
 from PIL import Image
 
 from saip_bench.errors import DataFormatError
-from saip_bench.registry import Registry
-from saip_bench.synth.types import CIHP_CLASSES, LIP_CLASSES
 
 NUM_CLASSES = 20
 IGNORE_INDEX = 255
@@ -158,51 +154,14 @@ def check_set(data: ParsingSet) -> dict[str, int]:
     return {"train": len(data.train), "val": len(data.val), "classes": len(data.classes)}
 
 
-def encode_png(ids: np.ndarray) -> bytes:
-    """A ``(H, W)`` uint8 id map as an 8-bit greyscale png (the releases' label format)."""
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(ids, dtype=np.uint8), mode="L").save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def encode_jpeg(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="JPEG", quality=92)
-    return buf.getvalue()
-
-
-def split_counts(images: int, val_fraction: float = 0.25) -> tuple[int, int]:
-    """(train, val) image counts for ``images`` in total: at least one of each."""
-    images = max(2, int(images))
-    n_val = min(images - 1, max(1, int(round(images * val_fraction))))
-    return images - n_val, n_val
-
-
-#: dataset registry name -> module providing ``load(root) -> ParsingSet``, ``check`` and ``write_synth``.
-FORMATS: Registry[str] = Registry("parsing dataset")
-FORMATS.add("lip", "saip_bench.tasks.parsing.data.lip")
-FORMATS.add("cihp", "saip_bench.tasks.parsing.data.cihp")
-
-
-def load_parsing_set(dataset: str, root: str | Path) -> ParsingSet:
-    """Load ``dataset`` (``"lip"`` or ``"cihp"``) from its folder ``root``."""
-    return importlib.import_module(FORMATS.get(dataset)).load(Path(root))
-
-
-def class_names(dataset: str) -> Sequence[str]:
-    return CIHP_CLASSES if dataset == "cihp" else LIP_CLASSES
-
-
 __all__ = [
     "FLIP_PAIRS",
-    "FORMATS",
     "IGNORE_INDEX",
     "NUM_CLASSES",
     "ParsingSet",
     "ParsingSplit",
     "check_label",
     "check_split",
-    "load_parsing_set",
     "read_id_list",
     "read_label",
     "resolve_split",

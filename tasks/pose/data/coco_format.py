@@ -227,3 +227,48 @@ def check_split(json_path: Path, image_dir: Path, parts: Parts) -> dict[str, int
         if not file.is_file():
             raise DataFormatError(json_path, f"images[{i}] (id {image['id']}): {file} does not exist")
     return {"images": len(split.coco["images"]), "persons": len(split.instances)}
+
+
+@dataclass(frozen=True)
+class CocoPoseFormat:
+    """Where one COCO-style pose dataset keeps its files, and the keypoint parts its annotations carry.
+
+    Attributes:
+        name: the dataset's registry name.
+        json_names: split -> annotation file, relative to the dataset folder.
+        image_dirs: split -> image folder, relative to the dataset folder.
+        parts: the keypoint fields of every annotation and their lengths in keypoints.
+    """
+
+    name: str
+    json_names: dict[str, str]
+    image_dirs: dict[str, str]
+    parts: Parts
+
+    @classmethod
+    def of(cls, name: str, json_name: str, parts: Parts) -> CocoPoseFormat:
+        """A COCO 2017 layout: ``json_name.format(split)`` annotations, images in ``<split>2017/``."""
+        splits = ("train", "val")
+        return cls(name, {s: json_name.format(s) for s in splits}, {s: f"{s}2017" for s in splits}, parts)
+
+    def load(self, root: str | Path, split: str) -> PoseSplit:
+        """The ``"train"`` or ``"val"`` split of a dataset folder (:func:`load_split`)."""
+        root = Path(root)
+        return load_split(root / self.json_names[split], root / self.image_dirs[split], self.parts)
+
+    def check(self, root: str | Path) -> dict[str, int]:
+        """Validate both splits' jsons (fields, keypoint lengths, ids) and that every image exists.
+
+        Returns:
+            ``{"train_images", "train_persons", "val_images", "val_persons"}``.
+
+        Raises:
+            DataFormatError: naming the file and the first bad record.
+        """
+        root = Path(root)
+        counts = {}
+        for split in ("train", "val"):
+            json_path, image_dir = root / self.json_names[split], root / self.image_dirs[split]
+            for key, value in check_split(json_path, image_dir, self.parts).items():
+                counts[f"{split}_{key}"] = value
+        return counts

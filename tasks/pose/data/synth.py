@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from saip_bench.dataset_spec import SynthOptions
+from saip_bench.tasks.pose.data import coco_keypoints, coco_wholebody
+from saip_bench.tasks.pose.data.coco_format import CocoPoseFormat, clip_box
 from saip_bench.tasks.pose.meta import WHOLEBODY_PARTS, keypoint_meta
 
 MIN_PERSON_HEIGHT = 48
@@ -54,8 +57,6 @@ def _rle(mask: np.ndarray) -> dict[str, Any]:
 def _annotation(
     person: Any, ann_id: int, image_id: int, size: tuple[int, int], wholebody: bool
 ) -> dict | None:
-    from saip_bench.tasks.pose.data.coco_format import clip_box
-
     height, width = size
     x, y, w, h = clip_box(list(person.full_box), width, height)
     body = person.keypoints133[:17]
@@ -88,34 +89,26 @@ def _categories() -> list[dict[str, Any]]:
     return [category]
 
 
-def write_coco_pose(
-    out: Path,
-    *,
-    images: int,
-    seed: int,
-    json_names: dict[str, str],
-    image_dirs: dict[str, str],
-    wholebody: bool,
-) -> None:
-    """Render ``images`` scenes, 80/20 into train/val, and write images + one json per split.
+def write_coco_pose(out: Path, options: SynthOptions, fmt: CocoPoseFormat, *, wholebody: bool) -> None:
+    """Render ``options.images`` scenes, 80/20 into train/val, and write images + one json per split.
 
     Args:
         out: the dataset folder (created).
-        images: total number of images over both splits (at least one per split when ``images >= 2``).
-        seed: world and scene seed; the same seed writes the same files.
-        json_names: split -> annotation file path relative to ``out``.
-        image_dirs: split -> image folder relative to ``out``.
+        options: ``images`` is the total over both splits (at least one per split when ``images >= 2``);
+            ``seed`` seeds the world and the scenes (the same seed writes the same files). ``ids`` is
+            unused: scene persons are drawn fresh for every image.
+        fmt: where the dataset keeps its annotation files and image folders.
         wholebody: write COCO-WholeBody's extra part fields.
     """
     from saip_bench.synth import SynthWorld
 
+    images, seed = options.images, options.seed
     world = SynthWorld(seed)
     n_val = max(1, int(round(images * VAL_FRACTION))) if images >= 2 else 0
     counts = {"train": images - n_val, "val": n_val}
     image_id, ann_id = 1, 1
-    dataset = "coco_wholebody" if wholebody else "coco_keypoints"
     for split in ("train", "val"):
-        folder = out / image_dirs[split]
+        folder = out / fmt.image_dirs[split]
         folder.mkdir(parents=True, exist_ok=True)
         records, annotations = [], []
         for _ in range(counts[split]):
@@ -133,12 +126,22 @@ def write_coco_pose(
                     ann_id += 1
             image_id += 1
         coco = {
-            "info": {"description": f"saip-bench synthetic {dataset}", "version": "1.0"},
+            "info": {"description": f"saip-bench synthetic {fmt.name}", "version": "1.0"},
             "licenses": [],
             "images": records,
             "annotations": annotations,
             "categories": _categories(),
         }
-        json_path = out / json_names[split]
+        json_path = out / fmt.json_names[split]
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(coco), encoding="utf-8")
+
+
+def write_coco_keypoints(out: Path, options: SynthOptions) -> None:
+    """A synthetic COCO-Keypoints of ``options.images`` multi-person scenes (80 % train, 20 % val)."""
+    write_coco_pose(out, options, coco_keypoints.FORMAT, wholebody=False)
+
+
+def write_coco_wholebody(out: Path, options: SynthOptions) -> None:
+    """A synthetic COCO-WholeBody of ``options.images`` multi-person scenes (80 % train, 20 % val)."""
+    write_coco_pose(out, options, coco_wholebody.FORMAT, wholebody=True)

@@ -1,4 +1,4 @@
-"""MSMT17 (V1): list-file layout, loader, checker and synthetic writer.
+"""MSMT17 (V1): list-file layout, loader and checker (the writer: :mod:`.synth`).
 
 Layout (``MSMT17_V1/``)::
 
@@ -17,9 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
-
-from saip_bench.errors import ConfigError, DataFormatError
+from saip_bench.errors import DataFormatError
 from saip_bench.tasks.reid.data.market1501 import ReidSplits
 
 LISTS = {
@@ -138,57 +136,3 @@ def check(root: Path) -> dict[str, int]:
         "query": len(splits.query),
         "gallery": len(splits.gallery),
     }
-
-
-def _file_name(pid: int, index: int, camid: int, frame: int) -> str:
-    return f"{pid:04d}/{pid:04d}_{index:03d}_{camid:02d}_0303morning_{frame:04d}_0.jpg"
-
-
-def write_synth(out: str | Path, *, ids: int, images: int, seed: int) -> None:
-    """Write a synthetic MSMT17_V1 folder at ``out``: ``images`` crops of ``ids`` identities.
-
-    Half the identities (rounded up) are training identities (about 1 in 10 of their images go to
-    ``list_val.txt``), the rest test identities; each test identity's first quarter of images (at least one)
-    are queries, the rest gallery. An identity's images cycle through cameras, so every query has a gallery
-    match under another camera.
-    """
-    from PIL import Image
-
-    from saip_bench.io import atomic_path
-    from saip_bench.synth import SynthWorld
-
-    if ids < 2 or images < 2 * ids:
-        raise ConfigError(
-            f"msmt17 synth needs ids >= 2 and images >= 2 x ids (got ids={ids}, images={images})"
-        )
-    n_train = (ids + 1) // 2
-    per_id = [images // ids + (1 if i < images % ids else 0) for i in range(ids)]
-    world = SynthWorld(seed)
-    rng = np.random.default_rng(seed + 17)
-    lines: dict[str, list[str]] = {split: [] for split in LISTS}
-    with atomic_path(out) as tmp:
-        for gid in range(ids):
-            is_train = gid < n_train
-            pid = gid if is_train else gid - n_train
-            identity = world.identity(gid)
-            cam0 = int(rng.integers(0, NUM_CAMERAS))
-            n_query = max(1, per_id[gid] // 4)
-            for j in range(per_id[gid]):
-                camid = (cam0 + j) % NUM_CAMERAS + 1
-                rel = _file_name(pid, j, camid, int(rng.integers(0, 10000)))
-                path = tmp / ("train" if is_train else "test") / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                sample = world.render_person(identity, camid, size=(128, 64), rng=rng)
-                Image.fromarray(sample.image).save(path, quality=92)
-                split = (
-                    ("val" if j % 10 == 9 else "train")
-                    if is_train
-                    else ("query" if j < n_query else "gallery")
-                )
-                lines[split].append(f"{rel} {pid}")
-        for split, (_, list_name) in LISTS.items():
-            (tmp / list_name).write_text("".join(f"{line}\n" for line in lines[split]), encoding="utf-8")
-
-
-#: The dataset registry's entry point (``DATASETS.get(name).load(root, ...)``).
-load = load_msmt17

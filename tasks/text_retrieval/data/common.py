@@ -1,4 +1,4 @@
-"""The PEDES annotation format shared by CUHK-PEDES and ICFG-PEDES: reading, checking, synthetic writing.
+"""The PEDES annotation format shared by CUHK-PEDES and ICFG-PEDES: reading and checking (writer: .synth).
 
 Both datasets are an ``imgs/`` folder plus one JSON file, a list of records::
 
@@ -11,7 +11,6 @@ test time (IRRA's protocol: every test caption queries the gallery of all test i
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
@@ -19,16 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
 from saip_bench.errors import DataFormatError, SaipError
-from saip_bench.io import atomic_path
 
 log = logging.getLogger(__name__)
 
 REQUIRED_KEYS = ("split", "captions", "file_path", "processed_tokens", "id")
-SYNTH_SIZE = (128, 64)  # (H, W): real crops vary in size and every recipe resizes; small keeps writers fast
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 
@@ -46,6 +40,14 @@ class PedesFormat:
     splits: tuple[str, ...]
     first_id: int
     captions_per_image: int
+
+    def load(self, root: str | Path) -> PedesData:
+        """Read a folder of this format (:func:`load_pedes`)."""
+        return load_pedes(root, self)
+
+    def check(self, root: str | Path) -> dict[str, int]:
+        """Validate a folder of this format (:func:`check_pedes`)."""
+        return check_pedes(root, self)
 
 
 @dataclass
@@ -165,75 +167,3 @@ def check_pedes(root: str | Path, fmt: PedesFormat) -> dict[str, int]:
     for split, items in data.splits.items():
         counts[split] = len(items)
     return counts
-
-
-def _jpeg(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="JPEG", quality=92)
-    return buf.getvalue()
-
-
-def split_ids(n: int, splits: tuple[str, ...]) -> list[str]:
-    """The split of each of ``n`` identities: train gets about 60 %, test (and val) share the rest.
-
-    Every named split gets at least one identity when ``n`` allows; train and test always do.
-    """
-    if len(splits) == 2:
-        n_test = max(1, n // 3)
-        return ["train"] * (n - n_test) + ["test"] * n_test
-    n_val = max(1, n // 5) if n >= 3 else 0
-    n_test = max(1, n // 5)
-    return ["train"] * (n - n_val - n_test) + ["val"] * n_val + ["test"] * n_test
-
-
-def write_pedes_synth(
-    out: str | Path, fmt: PedesFormat, *, ids: int, images: int, seed: int, file_path: Any
-) -> None:
-    """Write a synthetic PEDES dataset into ``out`` (which may exist only if empty), atomically.
-
-    Each identity gets ``max(2, images // ids)`` crops from random cameras; each crop gets
-    ``fmt.captions_per_image`` captions generated from the identity's appearance, so text and image agree.
-
-    Args:
-        out: target folder (its content: ``imgs/`` and the JSON file).
-        fmt: the dataset's format.
-        ids: number of identities (at least 2: one train, one test).
-        images: total number of images to aim for.
-        seed: same seed, same files.
-        file_path: ``file_path(split, pid, camid, n) -> str``, the image's path relative to ``imgs/``.
-    """
-    from saip_bench.synth import SynthWorld
-    from saip_bench.synth.caption import describe
-
-    out = Path(out)
-    if ids < 2:
-        raise SaipError(f"{fmt.name} needs at least 2 identities (one train, one test), got {ids}")
-    if images < 1:
-        raise SaipError(f"{fmt.name}: images must be at least 1, got {images}")
-    if out.exists() and any(out.iterdir()):
-        raise SaipError(f"{out}: folder is not empty; refusing to write {fmt.name} over it")
-    rng = np.random.default_rng([seed % 2**63, 7])
-    world = SynthWorld(seed)
-    pids = [fmt.first_id + i for i in range(ids)]
-    split_of = dict(zip(pids, [str(s) for s in rng.permutation(split_ids(ids, fmt.splits))], strict=True))
-    per_id = max(2, images // ids)
-    records: list[dict[str, Any]] = []
-    with atomic_path(out) as tmp:
-        for pid in pids:
-            identity = world.identity(pid)
-            for n in range(per_id):
-                camid = int(rng.integers(1, 7))
-                sample = world.render_person(identity, camid, size=SYNTH_SIZE, rng=rng)
-                captions = [sample.caption] + [
-                    describe(identity.appearance, rng) for _ in range(fmt.captions_per_image - 1)
-                ]
-                rel = file_path(split_of[pid], pid, camid, n)
-                target = tmp / "imgs" / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(_jpeg(sample.image))
-                records.append({
-                    "split": split_of[pid], "captions": captions, "file_path": rel,
-                    "processed_tokens": [caption_tokens(c) for c in captions], "id": pid,
-                })  # fmt: skip
-        (tmp / fmt.json_name).write_text(json.dumps(records), encoding="utf-8")
-    log.debug("wrote synthetic %s (%d ids, %d images) to %s", fmt.name, ids, len(records), out)

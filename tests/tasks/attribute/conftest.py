@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from saip_bench.datasets import DATASETS
 from saip_bench.synth.types import PersonSample
 from saip_bench.tasks.attribute.data import pa100k, peta_zs, render
 
@@ -76,7 +77,7 @@ def _write(tmp: Path, module, name: str, ids: int, images: int) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         if not _has_generator():
             mp.setattr(render, "render_persons", _stub_render_persons)
-        module.write_synth(out, ids=ids, images=images, seed=3)
+        DATASETS.get(module.__name__.rsplit(".", 1)[-1]).write_synth(out, ids=ids, images=images, seed=3)
     return out
 
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from saip_bench.tasks.detection.data import crowdhuman
+from saip_bench.datasets import DATASETS
 
 
 @pytest.fixture(scope="session")
 def crowdhuman_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """24 crowded scenes: 18 train / 6 val."""
     out = tmp_path_factory.mktemp("ch") / "CrowdHuman"
-    crowdhuman.write_synth(out, ids=1, images=24, seed=3)
+    DATASETS.get("crowdhuman").write_synth(out, ids=1, images=24, seed=3)
     return out
 
 

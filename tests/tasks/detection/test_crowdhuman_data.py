@@ -41,7 +41,7 @@ def test_synthetic_folder_has_the_real_layout(crowdhuman_master: Path) -> None:
 
 
 def test_write_synth_is_deterministic(tmp_path: Path, crowdhuman_master: Path) -> None:
-    crowdhuman.write_synth(tmp_path / "again", ids=1, images=24, seed=3)
+    DATASETS.get("crowdhuman").write_synth(tmp_path / "again", ids=1, images=24, seed=3)
     for split in crowdhuman.SPLITS:
         assert (
             crowdhuman.annotation_path(tmp_path / "again", split).read_text()

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from saip_bench.tasks.fashion.data import fashionpedia
+from saip_bench.datasets import DATASETS
 
 
 @pytest.fixture(scope="session")
 def fashion_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """12 images of 4 identities (2 validation), written by the real writer; tests must not modify it."""
     out = tmp_path_factory.mktemp("fashion") / "Fashionpedia"
-    fashionpedia.write_synth(out, ids=4, images=12, seed=3)
+    DATASETS.get("fashionpedia").write_synth(out, ids=4, images=12, seed=3)
     return out

@@ -9,15 +9,20 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from saip_bench.configs import config_path
 from saip_bench.engine import build_param_groups
+from saip_bench.mm.detection import collate, detector_losses
 from saip_bench.tasks.fashion.adapter import predictions_to_results
 from saip_bench.tasks.fashion.data import load_split
-from saip_bench.tasks.fashion.dataset import FashionDataset, collate
-from saip_bench.tasks.fashion.model import ModelSettings, build_mask_rcnn, mask_rcnn_config, sum_losses
+from saip_bench.tasks.fashion.dataset import FashionDataset
+from saip_bench.tasks.fashion.model import build_mask_rcnn, mask_rcnn_config
 
 SIZE = (96, 96)
-SMALL = ModelSettings(strides=(8, 16, 32), channels=32, rpn_pre_nms=100, rpn_proposals=50, rcnn_samples=32)
+DEFAULTS = OmegaConf.to_container(OmegaConf.load(config_path("evaluate/defaults/fashion.yaml")))
+SMALL = {**DEFAULTS["model"], "strides": [8, 16, 32], "channels": 32, "rpn_pre_nms": 100, "rpn_proposals": 50,
+         "rcnn_samples": 32}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +30,7 @@ def model() -> Any:
     from saip_bench.backbones import load_backbone
 
     torch.manual_seed(0)
-    return build_mask_rcnn(load_backbone("random:test_vit", img_size=SIZE), 46, SMALL)
+    return build_mask_rcnn(load_backbone("random:test_vit", img_size=SIZE), 46, SMALL, DEFAULTS["eval"])
 
 
 def _dataset(root: Path, flip: float) -> FashionDataset:
@@ -39,6 +44,8 @@ def test_items_keep_boxes_and_masks_together(fashion_root: Path, flip: float) ->
     meta = sample.metainfo
     new_h, new_w = meta["img_shape"]
     assert image.shape == (3, *SIZE) and meta["pad_shape"] == SIZE and meta["flip"] == bool(flip)
+    height, width = meta["ori_shape"]
+    assert meta["scale_factor"] == (new_w / width, new_h / height)  # mmdet's, as the detection task's
     assert (
         max(new_h, new_w) == 96
         and torch.all(image[:, new_h:, :] == 0)
@@ -69,7 +76,7 @@ def _roi_layers(node: Any) -> list[dict]:
 
 
 def test_only_average_roi_align_and_layer_decay_sees_the_blocks(model: Any) -> None:
-    layers = _roi_layers(mask_rcnn_config(None, 46, ModelSettings()))
+    layers = _roi_layers(mask_rcnn_config(None, 46, DEFAULTS["model"], DEFAULTS["eval"]))
     assert len(layers) == 2 and all(layer["pool_mode"] == "avg" for layer in layers)
     groups = build_param_groups(model, lr=1.0, weight_decay=0.05, layer_decay=0.5)
     depth = sum(1 for n, _ in model.named_parameters() if n.endswith("blocks.0.norm1.weight"))
@@ -83,7 +90,7 @@ def test_a_training_step_and_a_prediction(model: Any, fashion_root: Path) -> Non
     split = load_split(fashion_root, "train")
     images, samples = collate([_dataset(fashion_root, 0.5)[i] for i in range(2)])
     model.train()
-    losses = sum_losses(model(images, samples, mode="loss"))
+    losses = detector_losses(model, images, samples)
     assert {"loss", "loss_rpn_cls", "loss_cls", "loss_bbox", "loss_mask"} <= set(losses)
     assert torch.isfinite(losses["loss"]) and losses["loss"].requires_grad
     losses["loss"].backward()

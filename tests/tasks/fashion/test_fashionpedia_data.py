@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from saip_bench.datasets import DATASETS
 from saip_bench.errors import DataFormatError, SaipError
-from saip_bench.tasks.fashion.data import CATEGORIES, fashionpedia, load_split, validate
+from saip_bench.tasks.fashion.data import CATEGORIES, load_split, validate
 from saip_bench.tasks.fashion.dataset import decode_segmentation
 
 TRAIN_JSON = "instances_attributes_train2020.json"
@@ -30,7 +31,7 @@ def test_categories_are_the_releases_46() -> None:
 
 
 def test_write_synth_writes_the_real_layout(fashion_root: Path) -> None:
-    counts = fashionpedia.check(fashion_root)
+    counts = DATASETS.get("fashionpedia").check(fashion_root)
     assert counts["train_images"] + counts["val_images"] == 12 and counts["val_images"] == 2
     assert counts["categories"] == 46 and counts["annotations"] > 12
     train = _train(fashion_root)
@@ -55,12 +56,12 @@ def test_write_synth_writes_the_real_layout(fashion_root: Path) -> None:
 
 def test_write_synth_is_deterministic_and_refuses_a_full_folder(fashion_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "Fashionpedia"
-    fashionpedia.write_synth(out, ids=4, images=12, seed=3)
+    DATASETS.get("fashionpedia").write_synth(out, ids=4, images=12, seed=3)
     assert _train(out) == _train(fashion_root)
     with pytest.raises(SaipError, match="not empty"):
-        fashionpedia.write_synth(out, ids=4, images=12, seed=3)
+        DATASETS.get("fashionpedia").write_synth(out, ids=4, images=12, seed=3)
     with pytest.raises(SaipError, match="at least 2 images"):
-        fashionpedia.write_synth(tmp_path / "other", ids=1, images=1, seed=0)
+        DATASETS.get("fashionpedia").write_synth(tmp_path / "other", ids=1, images=1, seed=0)
 
 
 def test_load_split_groups_annotations_by_image(fashion_root: Path) -> None:
@@ -119,21 +120,21 @@ def test_check_reports_malformed_files(fashion_root: Path, tmp_path: Path) -> No
     shutil.copytree(fashion_root, root)
     (root / TRAIN_JSON).write_text('{"images": [')
     with pytest.raises(DataFormatError, match=f"{TRAIN_JSON}.*not valid JSON"):
-        fashionpedia.check(root)
+        DATASETS.get("fashionpedia").check(root)
     data = _train(fashion_root)
     del data["attributes"]
     (root / TRAIN_JSON).write_text(json.dumps(data))
     with pytest.raises(DataFormatError, match="no 'attributes' list"):
-        fashionpedia.check(root)
+        DATASETS.get("fashionpedia").check(root)
     (root / TRAIN_JSON).write_text(json.dumps(_train(fashion_root)))
     first = _train(fashion_root)["images"][0]["file_name"]
     (root / "train" / first).unlink()
     with pytest.raises(DataFormatError, match="image listed in .* is missing"):
-        fashionpedia.check(root)
+        DATASETS.get("fashionpedia").check(root)
     shutil.copy(fashion_root / "train" / first, root / "train" / first)
     shutil.rmtree(root / "test")
     with pytest.raises(DataFormatError, match="missing image folder"):
-        fashionpedia.check(root)
+        DATASETS.get("fashionpedia").check(root)
     (root / TRAIN_JSON).unlink()
     with pytest.raises(DataFormatError, match="missing annotation file"):
-        fashionpedia.check(root)
+        DATASETS.get("fashionpedia").check(root)

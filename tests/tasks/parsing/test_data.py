@@ -9,21 +9,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from saip_bench.datasets import DATASETS
 from saip_bench.errors import DataFormatError
-from saip_bench.tasks.parsing.data import cihp, lip, read_label
+from saip_bench.tasks.parsing.data import cihp, lip, read_label, synth
 
 
 @pytest.fixture(scope="module")
 def lip_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("lip") / lip.FOLDER
-    lip.write_synth(root, ids=4, images=8, seed=0)
+    DATASETS.get("lip").write_synth(root, ids=4, images=8, seed=0)
     return root
 
 
 @pytest.fixture(scope="module")
 def cihp_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cihp") / cihp.FOLDER
-    cihp.write_synth(root, ids=4, images=4, seed=0)
+    DATASETS.get("cihp").write_synth(root, ids=4, images=4, seed=0)
     return root
 
 
@@ -47,7 +48,7 @@ def test_cihp_synth_checks_and_writes_human_ids(cihp_master: Path) -> None:
     assert cihp.check(cihp_master) == {"train": 3, "val": 1, "classes": 20}
     data = cihp.load(cihp_master)
     labels = np.concatenate([read_label(p).ravel() for p in data.train.labels])
-    assert (labels == cihp.TORSO_SKIN).any() and (labels == 13).any()
+    assert (labels == synth.TORSO_SKIN).any() and (labels == 13).any()
     assert len(list((cihp_master / "Training" / "Human_ids").glob("*.png"))) == 3
 
 
@@ -90,7 +91,7 @@ def test_lip_to_cihp_maps_jumpsuits_and_neck() -> None:
     part[1:6, 2:8] = 13  # head: 6 wide
     part[6:9, 4:6] = 13  # neck: 2 wide
     part[9:11, 2:8] = 10  # a LIP jumpsuit
-    out = cihp.lip_to_cihp(part, (part > 0).astype(np.int32))
-    assert (out[6:9, 4:6] == cihp.TORSO_SKIN).all()
+    out = synth.lip_to_cihp(part, (part > 0).astype(np.int32))
+    assert (out[6:9, 4:6] == synth.TORSO_SKIN).all()
     assert (out[1:6, 2:8] == 13).all()
     assert (out[9:11, 2:8] == 5).all()

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from saip_bench.tasks.pose.data import coco_keypoints, coco_wholebody
+from saip_bench.datasets import DATASETS
 
 
 @pytest.fixture(scope="session")
 def keypoints_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 10-image synthetic COCO-Keypoints (8 train / 2 val scenes)."""
     out = tmp_path_factory.mktemp("ck") / "coco"
-    coco_keypoints.write_synth(out, ids=1, images=10, seed=1)
+    DATASETS.get("coco_keypoints").write_synth(out, ids=1, images=10, seed=1)
     return out
 
 
@@ -22,7 +22,7 @@ def keypoints_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def wholebody_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 10-image synthetic COCO-WholeBody (8 train / 2 val scenes)."""
     out = tmp_path_factory.mktemp("cw") / "coco_wholebody"
-    coco_wholebody.write_synth(out, ids=1, images=10, seed=1)
+    DATASETS.get("coco_wholebody").write_synth(out, ids=1, images=10, seed=1)
     return out
 
 

@@ -11,7 +11,6 @@ import pytest
 from saip_bench.data_check import check_dataset
 from saip_bench.datasets import DATASETS
 from saip_bench.errors import DataFormatError
-from saip_bench.tasks.pose.data import coco_keypoints, coco_wholebody, load_pose_split
 from saip_bench.tasks.pose.data.coco_format import load_detections
 
 
@@ -22,7 +21,7 @@ def _edit(path: Path, change) -> None:
 
 
 def test_synthetic_coco_keypoints_is_the_real_layout(keypoints_master: Path) -> None:
-    counts = coco_keypoints.check(keypoints_master)
+    counts = DATASETS.get("coco_keypoints").check(keypoints_master)
     assert counts["train_images"] == 8 and counts["val_images"] == 2
     assert counts["train_persons"] >= 4
     data = json.loads((keypoints_master / "annotations/person_keypoints_val2017.json").read_text())
@@ -41,18 +40,18 @@ def test_synthetic_coco_keypoints_is_the_real_layout(keypoints_master: Path) -> 
 
 
 def test_synthetic_wholebody_has_every_part(wholebody_master: Path) -> None:
-    split = load_pose_split("coco_wholebody", wholebody_master, "train")
+    split = DATASETS.get("coco_wholebody").load(wholebody_master, "train")
     assert split.instances and all(inst.keypoints.shape == (133, 3) for inst in split.instances)
     ann = split.coco["annotations"][0]
     for key, count in (("foot_kpts", 6), ("face_kpts", 68), ("lefthand_kpts", 21), ("righthand_kpts", 21)):
         assert len(ann[key]) == 3 * count
     for part in ("face", "lefthand", "righthand"):
         assert len(ann[f"{part}_box"]) == 4 and isinstance(ann[f"{part}_valid"], bool)
-    assert coco_wholebody.check(wholebody_master)["val_images"] == 2
+    assert DATASETS.get("coco_wholebody").check(wholebody_master)["val_images"] == 2
 
 
 def test_same_seed_same_files(keypoints_master: Path, tmp_path: Path) -> None:
-    coco_keypoints.write_synth(tmp_path / "again", ids=1, images=10, seed=1)
+    DATASETS.get("coco_keypoints").write_synth(tmp_path / "again", ids=1, images=10, seed=1)
     name = "annotations/person_keypoints_train2017.json"
     assert (tmp_path / "again" / name).read_text() == (keypoints_master / name).read_text()
 
@@ -65,7 +64,7 @@ def test_missing_keypoints_field_is_one_clear_error(keypoints_dir: Path) -> None
         DataFormatError,
         match=rf"person_keypoints_train2017.json: annotations\[1\] \(id {ann_id}\) has no 'keypoints'",
     ):
-        coco_keypoints.check(keypoints_dir)
+        DATASETS.get("coco_keypoints").check(keypoints_dir)
 
 
 def test_annotation_naming_a_missing_image_is_one_clear_error(keypoints_dir: Path) -> None:
@@ -74,7 +73,7 @@ def test_annotation_naming_a_missing_image_is_one_clear_error(keypoints_dir: Pat
     with pytest.raises(
         DataFormatError, match=r"annotations\[0\] \(id \d+\): image_id 999 is not in 'images'"
     ):
-        coco_keypoints.load(keypoints_dir, "val")
+        DATASETS.get("coco_keypoints").load(keypoints_dir, "val")
 
 
 def test_wrong_part_length_and_missing_image_file(wholebody_dir: Path) -> None:
@@ -82,12 +81,12 @@ def test_wrong_part_length_and_missing_image_file(wholebody_dir: Path) -> None:
     original = path.read_text()
     _edit(path, lambda d: d["annotations"][0].update(face_kpts=[0.0] * 30))
     with pytest.raises(DataFormatError, match=r"'face_kpts' has 30 values, expected 204"):
-        coco_wholebody.check(wholebody_dir)
+        DATASETS.get("coco_wholebody").check(wholebody_dir)
     path.write_text(original)
     first = json.loads(original)["images"][0]["file_name"]
     (wholebody_dir / "val2017" / first).unlink()
     with pytest.raises(DataFormatError, match=rf"images\[0\] .*{first} does not exist"):
-        coco_wholebody.check(wholebody_dir)
+        DATASETS.get("coco_wholebody").check(wholebody_dir)
 
 
 def test_data_check_reports_found_and_malformed(keypoints_dir: Path) -> None:
@@ -100,7 +99,7 @@ def test_data_check_reports_found_and_malformed(keypoints_dir: Path) -> None:
 
 
 def test_detection_file_with_score_threshold(keypoints_master: Path, tmp_path: Path) -> None:
-    split = coco_keypoints.load(keypoints_master, "val")
+    split = DATASETS.get("coco_keypoints").load(keypoints_master, "val")
     image_id = split.coco["images"][0]["id"]
     dets = [{"image_id": image_id, "category_id": 1, "bbox": [10, 10, 50, 120], "score": 0.9},
             {"image_id": image_id, "category_id": 1, "bbox": [20, 10, 50, 120], "score": 0.1}]  # fmt: skip

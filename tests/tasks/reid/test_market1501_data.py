@@ -3,6 +3,7 @@ from collections import Counter
 
 import pytest
 
+from saip_bench.datasets import DATASETS
 from saip_bench.errors import DataFormatError, SaipError
 from saip_bench.tasks.reid.data import market1501 as m
 
@@ -12,7 +13,7 @@ IDS, IMAGES = 6, 24  # 3 train ids, 3 test ids, 4 crops each
 @pytest.fixture(scope="module")
 def market(tmp_path_factory):
     out = tmp_path_factory.mktemp("m") / m.FOLDER
-    m.write_synth(out, ids=IDS, images=IMAGES, seed=11)
+    DATASETS.get("market1501").write_synth(out, ids=IDS, images=IMAGES, seed=11)
     return out
 
 
@@ -65,7 +66,7 @@ def test_round_trip_exact_counts(market):
 
 
 def test_same_seed_same_dataset(market, tmp_path):
-    m.write_synth(tmp_path / "again", ids=IDS, images=IMAGES, seed=11)
+    DATASETS.get("market1501").write_synth(tmp_path / "again", ids=IDS, images=IMAGES, seed=11)
     for split in ("train", "query", "gallery"):
         a, b = _files(market, split), _files(tmp_path / "again", split)
         assert [p.name for p in a] == [p.name for p in b]
@@ -118,6 +119,6 @@ def test_ignores_other_files(copy):
 
 def test_writer_refuses_bad_input(tmp_path, market):
     with pytest.raises(SaipError, match="at least 2 identities"):
-        m.write_synth(tmp_path / "x", ids=1, images=10, seed=0)
+        DATASETS.get("market1501").write_synth(tmp_path / "x", ids=1, images=10, seed=0)
     with pytest.raises(SaipError, match="not empty"):
-        m.write_synth(market, ids=2, images=4, seed=0)
+        DATASETS.get("market1501").write_synth(market, ids=2, images=4, seed=0)

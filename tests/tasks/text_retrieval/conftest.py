@@ -7,20 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from saip_bench.tasks.text_retrieval.data import cuhk_pedes, icfg_pedes
+from saip_bench.datasets import DATASETS
 
 
 @pytest.fixture(scope="session")
 def cuhk_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cuhk") / "CUHK-PEDES"
-    cuhk_pedes.write_synth(out, ids=6, images=18, seed=3)
+    DATASETS.get("cuhk_pedes").write_synth(out, ids=6, images=18, seed=3)
     return out
 
 
 @pytest.fixture(scope="session")
 def icfg_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("icfg") / "ICFG-PEDES"
-    icfg_pedes.write_synth(out, ids=6, images=18, seed=3)
+    DATASETS.get("icfg_pedes").write_synth(out, ids=6, images=18, seed=3)
     return out
 
 
@@ -40,5 +40,5 @@ def icfg_dir(icfg_master: Path, tmp_path: Path) -> Path:
 def cuhk_big(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """40 identities, 160 images: 24 / 8 / 8 identities in train / val / test."""
     out = tmp_path_factory.mktemp("cuhk_big") / "CUHK-PEDES"
-    cuhk_pedes.write_synth(out, ids=40, images=160, seed=1)
+    DATASETS.get("cuhk_pedes").write_synth(out, ids=40, images=160, seed=1)
     return out
