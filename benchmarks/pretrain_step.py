@@ -84,12 +84,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    from saip_bench.engine import autocast_context, build_optimizer, weight_decay_groups
     from saip_bench.pretrain import methods
     from saip_bench.pretrain.data.dataset import PretrainDataset, micro_batches
     from saip_bench.pretrain.data.lup import write_synth
-    from saip_bench.pretrain.engine.optim import build_optimizer
     from saip_bench.pretrain.engine.run import build_config
-    from saip_bench.pretrain.engine.trainer import autocast_context
     from saip_bench.pretrain.meta_arch import MetaArch
 
     overrides = [
@@ -118,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     model = MetaArch.from_config(cfg, spec).to(device).train()
-    optimizer = build_optimizer([model.student], lr=1e-4, weight_decay=0.05, betas=(0.9, 0.95))
+    optimizer = build_optimizer(
+        weight_decay_groups([model.student], 0.05), lr=1e-4, betas=(0.9, 0.95), fused=True
+    )
 
     def forward_backward(step: int) -> torch.Tensor:
         with autocast_context(device, args.precision):

@@ -12,8 +12,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from saip_bench.errors import CheckpointError
-
 log = logging.getLogger(__name__)
 
 EXPORT_NAME = "backbone.safetensors"
@@ -34,7 +32,7 @@ def export_backbone(
     Returns:
         The weights path (its JSON metadata lies beside it).
     """
-    from saip_bench.backbones import save_backbone
+    from saip_bench.checkpoints import save_backbone
     from saip_bench.pretrain.config import config_digest, to_dict
 
     vit, branch = model.export_vit(which)
@@ -59,26 +57,4 @@ def export_backbone(
             "arch_overrides": vit_kwargs,  # non-empty only for shrunken test models
             "pretrain_config": to_dict(config),
         },
-    )
-
-
-def export_from_run(run_dir: str | Path, out: str | Path | None = None, *, which: str = "teacher") -> Path:
-    """Re-export from a run directory's full checkpoint (e.g. the student after a teacher export)."""
-    from omegaconf import OmegaConf
-
-    from saip_bench.pretrain import methods
-    from saip_bench.pretrain.engine.checkpoint import checkpoint_path, load_checkpoint
-    from saip_bench.pretrain.meta_arch import MetaArch
-
-    run_dir = Path(run_dir)
-    state = load_checkpoint(checkpoint_path(run_dir))
-    if "config" not in state:
-        raise CheckpointError(f"{checkpoint_path(run_dir)}: carries no config to rebuild the model from")
-    cfg = OmegaConf.create(state["config"])
-    spec = methods.resolve(cfg.method, cfg.objectives, dict(cfg.loss))
-    model = MetaArch.from_config(cfg, spec)
-    model.load_state_dict(state["model"], strict=True)
-    out = Path(out) if out is not None else run_dir / EXPORT_NAME
-    return export_backbone(
-        model, out, which=which, method=spec.name, step=int(state["step"]), config=cfg, source=str(run_dir)
     )

@@ -24,3 +24,11 @@ class CheckpointError(SaipError):
 
 class ConfigError(SaipError):
     """A config file or override is malformed or names an unknown key."""
+
+
+class NonFiniteLossError(SaipError):
+    """The training loss became NaN or infinite; training stopped before the bad step changed saved state."""
+
+
+class Interrupted(SaipError):
+    """A run stopped on SIGTERM/SIGINT after saving a checkpoint; ``--resume`` continues it exactly."""

@@ -1,4 +1,7 @@
-"""The pretraining engine: optimiser and schedules, the training loop, checkpoints, distributed set-up.
+"""The pretraining engine: the run entry, the pretraining loop (accumulation, EMA teacher), CPU memory aids.
+
+Parameter groups, the lr schedule, mixed precision, rank helpers, checkpoints and the step log are the shared
+training engine's (:mod:`saip_bench.engine`), which fine-tuning uses too.
 
 Library entry (what ``saip pretrain`` and ``saip demo`` call)::
 

@@ -16,12 +16,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from saip_bench.engine import distributed as D
+from saip_bench.engine.logging import TrainLogger
+from saip_bench.engine.precision import resolve_precision
 from saip_bench.errors import ConfigError, SaipError
 from saip_bench.pretrain import config as C
-from saip_bench.pretrain.engine import checkpoint as ckpt
-from saip_bench.pretrain.engine import distributed as D
 from saip_bench.pretrain.engine.optim import scaled_lr
-from saip_bench.pretrain.engine.trainer import StepInfo, Trainer, TrainSettings
+from saip_bench.pretrain.engine.trainer import StepInfo, Trainer, TrainSettings, checkpoint_path
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +78,6 @@ def _pick_device(name: str) -> str | None:
     return name
 
 
-def _precision(name: str, device: torch.device) -> str:
-    if name == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if name not in ("bf16", "fp16", "fp32"):
-        raise ConfigError(f"train.precision={name!r}: expected auto, bf16, fp16 or fp32")
-    if name == "fp16" and device.type != "cuda":
-        raise ConfigError("train.precision=fp16 needs CUDA; use bf16 or fp32 on CPU")
-    return name
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -115,7 +106,7 @@ def run_pretraining(
     """
     from saip_bench.pretrain import methods
     from saip_bench.pretrain.data.dataset import PretrainDataset, micro_batches
-    from saip_bench.pretrain.export import export_backbone
+    from saip_bench.pretrain.export import EXPORT_NAME, export_backbone
     from saip_bench.pretrain.meta_arch import MetaArch
 
     out = Path(out)
@@ -131,9 +122,9 @@ def run_pretraining(
         set_mmap_threshold(float(tc.malloc_mmap_threshold_mb))
     try:
         spec = methods.resolve(cfg.method, cfg.objectives, dict(cfg.loss))
-        if resume and not ckpt.checkpoint_path(out).is_file():
-            raise SaipError(f"{ckpt.checkpoint_path(out)}: --resume given but the run has no checkpoint")
-        if not resume and ckpt.checkpoint_path(out).is_file():
+        if resume and not checkpoint_path(out).is_file():
+            raise SaipError(f"{checkpoint_path(out)}: --resume given but the run has no checkpoint")
+        if not resume and checkpoint_path(out).is_file():
             raise SaipError(
                 f"{out}: holds a checkpoint already; pass --resume to continue it or pick a new --out"
             )
@@ -146,7 +137,7 @@ def run_pretraining(
         warmup = min(warmup, max(0, total - 1))
         if total < 1:
             raise ConfigError("train.steps: must be at least 1")
-        precision = _precision(str(tc.precision), info.device)
+        precision = resolve_precision(str(tc.precision), info.device)
 
         seed_everything(int(cfg.seed))  # same initial weights on every rank
         model = MetaArch.from_config(cfg, spec).to(info.device)
@@ -174,44 +165,53 @@ def run_pretraining(
             record_digests=bool(tc.record_digests),
             tensorboard=bool(tc.tensorboard),
         )
-        trainer = Trainer(model, settings, run_dir=out, info=info, extra_state={"config": C.to_dict(cfg)})
-        log.info(
-            "%s (%s) on %s x%d: %d steps, effective batch %d, lr %.3g, %s",
-            spec.name,
-            ",".join(spec.terms),
-            info.device,
-            info.world_size,
-            total,
-            per_step,
-            settings.base_lr,
-            precision,
+        train_log = TrainLogger(
+            out, total, int(tc.log_every), tensorboard=bool(tc.tensorboard), enabled=info.is_main
         )
-
-        def batches(micro_step: int):
-            return micro_batches(
-                dataset,
-                batch_size=int(tc.batch_size),
-                seed=int(cfg.seed),
-                rank=info.rank,
-                world_size=info.world_size,
-                start=micro_step,
-                num_workers=int(tc.num_workers),
-                pin_memory=info.device.type == "cuda",
+        with train_log:
+            trainer = Trainer(model, settings, run_dir=out, info=info, extra_state={"config": C.to_dict(cfg)})
+            log.info(
+                "%s (%s) on %s x%d: %d steps, effective batch %d, lr %.3g, %s",
+                spec.name,
+                ",".join(spec.terms),
+                info.device,
+                info.world_size,
+                total,
+                per_step,
+                settings.base_lr,
+                precision,
             )
 
-        step_cb = on_step if info.is_main else None
-        res = trainer.fit(batches, resume_from=ckpt.checkpoint_path(out) if resume else None, on_step=step_cb)
-        export_path = None
-        if info.is_main:
-            export_path = export_backbone(
-                model,
-                out / "backbone.safetensors",
-                which=str(cfg.export.which),
-                method=spec.name,
-                step=res.steps_done,
-                config=cfg,
-                source=str(out),
+            def batches(micro_step: int):
+                return micro_batches(
+                    dataset,
+                    batch_size=int(tc.batch_size),
+                    seed=int(cfg.seed),
+                    rank=info.rank,
+                    world_size=info.world_size,
+                    start=micro_step,
+                    num_workers=int(tc.num_workers),
+                    pin_memory=info.device.type == "cuda",
+                )
+
+            step_cb = on_step if info.is_main else None
+            res = trainer.fit(
+                batches,
+                resume_from=checkpoint_path(out) if resume else None,
+                on_step=step_cb,
+                logger=train_log,
             )
+            export_path = None
+            if info.is_main:
+                export_path = export_backbone(
+                    model,
+                    out / EXPORT_NAME,
+                    which=str(cfg.export.which),
+                    method=spec.name,
+                    step=res.steps_done,
+                    config=cfg,
+                    source=str(out),
+                )
         D.barrier()
         return PretrainResult(
             run_dir=out,

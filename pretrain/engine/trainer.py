@@ -1,10 +1,11 @@
-"""The training loop: accumulation, mixed precision, clipping, EMA, schedules, logging, checkpoints.
+"""The pretraining loop: accumulation, EMA teacher, data position; the rest is the shared engine's.
 
 The loop knows nothing of the method: it drives any module with the meta-architecture's interface
 (``forward(batch, step) -> {"loss": total, <term>: value}``, ``student``, ``update_teacher(momentum)``).
-Every schedule is read at the GLOBAL optimiser step, and a checkpoint written at a step boundary holds all the
-state the next step reads, so an interrupted run resumed from it produces the same weights bit for bit
-(CPU, deterministic mode).
+Parameter groups, the lr schedule, mixed precision, the non-finite check, rank helpers, checkpoints and the
+step log come from :mod:`saip_bench.engine`, which the fine-tuning loop uses too. Every schedule is read at
+the GLOBAL optimiser step, and a checkpoint written at a step boundary holds all the state the next step
+reads, so an interrupted run resumed from it produces the same weights bit for bit (CPU, deterministic mode).
 """
 
 from __future__ import annotations
@@ -16,30 +17,31 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
-from saip_bench.errors import SaipError
+from saip_bench.engine import distributed as D
+from saip_bench.engine.batch import move_to
+from saip_bench.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from saip_bench.engine.finite import check_finite
+from saip_bench.engine.logging import TrainLogger
+from saip_bench.engine.params import build_optimizer, weight_decay_groups
+from saip_bench.engine.precision import autocast_context, grad_scaler
+from saip_bench.engine.schedule import cosine_ramp, lr_at
+from saip_bench.errors import CheckpointError
 from saip_bench.io import atomic_write_json
-from saip_bench.pretrain.engine import checkpoint as ckpt
-from saip_bench.pretrain.engine import distributed as D
-from saip_bench.pretrain.engine.optim import build_optimizer, cosine_ramp, lr_at, set_lr
 
 log = logging.getLogger(__name__)
 
+#: Where a run keeps its latest full checkpoint, inside the run directory.
+CHECKPOINT_NAME = "checkpoint.pt"
 
-class NonFiniteLossError(SaipError):
-    """The loss became NaN or infinite; training stopped before the bad step changed any saved state."""
 
-
-class MetaArchLike(Protocol):
-    student: nn.Module
-
-    def __call__(self, batch: Any, step: int) -> dict[str, torch.Tensor]: ...
-
-    def update_teacher(self, momentum: float) -> None: ...
+def checkpoint_path(run_dir: str | Path) -> Path:
+    """Where a run keeps its latest full checkpoint."""
+    return Path(run_dir) / CHECKPOINT_NAME
 
 
 @dataclass
@@ -85,14 +87,6 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast where asked (fp16 on CUDA only), a no-op for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def weight_checksum(module: nn.Module) -> float:
     """A float64 sum of every parameter: equal on every rank iff the replicas agree (for the tests)."""
     with torch.no_grad():
@@ -116,13 +110,17 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.info = info
         self.extra_state = extra_state or {}
-        self.engine = D.wrap_ddp(model, info)
+        # The objectives all-reduce their buffers (the CSM centre) themselves: a broadcast would hide a rank
+        # that drifted.
+        self.engine = D.wrap_ddp(model, info.device, broadcast_buffers=False)
         self.optimizer = build_optimizer(
-            [model.student], lr=settings.base_lr, weight_decay=settings.weight_decay, betas=settings.betas
+            weight_decay_groups([model.student], settings.weight_decay),
+            lr=settings.base_lr,
+            betas=settings.betas,
+            fused=True,
         )
-        self.scaler = torch.amp.GradScaler(info.device.type, enabled=settings.precision == "fp16")
+        self.scaler = grad_scaler(info.device, settings.precision)
         self.step = 0
-        self._writer = None
 
     # ----------------------------------------------------------------- state
     def state_dict(self, micro_step: int, rng_states: list[dict[str, Any]]) -> dict[str, Any]:
@@ -139,7 +137,7 @@ class Trainer:
 
     def resume(self, path: str | Path) -> int:
         """Load a full checkpoint; returns the micro-step (data position) to continue from."""
-        state = ckpt.load_checkpoint(path)
+        state = load_checkpoint(path)
         if self.info.is_main:  # a run killed mid-write leaves its temporary folder beside the checkpoint
             for stale in Path(path).parent.glob(f".{Path(path).name}.*.tmp"):
                 shutil.rmtree(stale, ignore_errors=True)
@@ -147,12 +145,12 @@ class Trainer:
             self.model.load_state_dict(state["model"], strict=True)
         except RuntimeError as err:
             first = str(err).strip().splitlines()[0]
-            raise ckpt.CheckpointError(f"{path}: does not fit this run's model ({first})") from None
+            raise CheckpointError(f"{path}: does not fit this run's model ({first})") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         rng = state["rng"]
         if state.get("world_size") == self.info.world_size:
-            ckpt.set_rng_state(rng[self.info.rank])
+            set_rng_state(rng[self.info.rank])
         else:
             # Another world size: the data position still holds, but the random streams cannot match.
             log.warning(
@@ -167,22 +165,15 @@ class Trainer:
 
     def _save(self, micro_step: int) -> None:
         # Every rank has the same weights; only rank 0 writes, with every rank's RNG states.
-        rng_states = D.all_gather_object(ckpt.rng_state())
+        rng_states = D.all_gather_object(rng_state())
         if self.info.is_main:
-            ckpt.save_checkpoint(ckpt.checkpoint_path(self.run_dir), self.state_dict(micro_step, rng_states))
+            save_checkpoint(checkpoint_path(self.run_dir), self.state_dict(micro_step, rng_states))
             atomic_write_json(
                 self.run_dir / "train_state.json", {"step": self.step, "micro_step": micro_step}
             )
         D.barrier()
 
     # --------------------------------------------------------------- logging
-    def _tb(self):
-        if self._writer is None and self.settings.tensorboard and self.info.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(self.run_dir / "tb"))
-        return self._writer
-
     def _record_digest(self) -> None:
         import json
 
@@ -202,113 +193,119 @@ class Trainer:
         *,
         resume_from: str | Path | None = None,
         on_step: Callable[[StepInfo], None] | None = None,
+        logger: TrainLogger | None = None,
     ) -> TrainResult:
         """Train to ``settings.total_steps``.
+
+        Every ``settings.log_every`` steps rank 0 writes a step line (``RUN/train.log``, and the console when
+        it is not a terminal) and TensorBoard scalars (:class:`~saip_bench.engine.TrainLogger`).
 
         Args:
             batches: ``batches(micro_step)`` yields this rank's micro-batches from data position
                 ``micro_step`` onwards (deterministic in the position, so a resumed run sees the same data).
             resume_from: a full checkpoint to continue from.
             on_step: called after every optimiser step (the CLI's progress bar).
+            logger: the run's step log, when the caller keeps it open around more than the loop (its
+                ``train.log`` then holds the run's set-up and export lines too); default: one for the loop.
+
+        Raises:
+            NonFiniteLossError: the loss became NaN or infinite (before the bad step changed any state).
         """
         s = self.settings
         micro_step = 0
         result = TrainResult(steps_done=0)
-        if resume_from is not None:
-            micro_step = self.resume(resume_from)
-            result.resumed_from = self.step
-            log.info("resumed from %s at step %d", resume_from, self.step)
-        stream = batches(micro_step)
-        device = self.info.device
-        start = time.perf_counter()
-        self.model.train()
-        while self.step < s.total_steps:
-            t0 = time.perf_counter()
-            lr = lr_at(
-                self.step,
-                base_lr=s.base_lr,
-                warmup_steps=s.warmup_steps,
-                total_steps=s.total_steps,
-                min_lr=s.min_lr,
+        own_logger = logger is None
+        if logger is None:
+            logger = TrainLogger(
+                self.run_dir, s.total_steps, s.log_every, tensorboard=s.tensorboard, enabled=self.info.is_main
             )
-            set_lr(self.optimizer, lr)
-            self.optimizer.zero_grad(set_to_none=True)
-            sums: dict[str, torch.Tensor] = {}
-            for micro in range(s.accum_steps):
-                batch = _to_device(next(stream), device)
-                last = micro == s.accum_steps - 1
-                sync = (
-                    contextlib.nullcontext() if last or not self.info.distributed else self.engine.no_sync()
-                )
-                with sync:
-                    with autocast_context(device, s.precision):
-                        out = self.engine(batch, self.step)
-                    loss = out["loss"]
-                    self._check_finite(loss, out)
-                    self.scaler.scale(loss / s.accum_steps).backward()
-                for key, value in out.items():
-                    sums[key] = sums.get(key, 0.0) + value.detach().float() / s.accum_steps
-                micro_step += 1
-            if s.clip_grad:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.student.parameters(), s.clip_grad)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            momentum = cosine_ramp(self.step, s.total_steps, s.ema_start, s.ema_end)
-            self.model.update_teacher(momentum)
-            self.step += 1
-            losses = self._reduce_losses(sums)
-            dt = time.perf_counter() - t0
-            ips = s.images_per_micro_batch * s.accum_steps / max(dt, 1e-9)
-            if not result.first_losses:
-                result.first_losses = losses
-            result.last_losses = losses
-            if s.record_digests:
-                self._record_digest()
-            writer = self._tb()
-            if writer is not None and (self.step % max(1, s.log_every) == 0 or self.step == s.total_steps):
-                for key, value in losses.items():
-                    writer.add_scalar(f"loss/{key}", value, self.step)
-                writer.add_scalar("train/lr", lr, self.step)
-                writer.add_scalar("train/momentum", momentum, self.step)
-                writer.add_scalar("train/images_per_s", ips, self.step)
-            if self.step % max(1, s.log_every) == 0:
-                log.debug("step %d loss %.4f lr %.3g", self.step, losses["loss"], lr)
-            if on_step is not None:
-                on_step(StepInfo(self.step, s.total_steps, losses, lr, momentum, ips))
-            if (s.checkpoint_every and self.step % s.checkpoint_every == 0) or self.step == s.total_steps:
-                self._save(micro_step)
-        if self._writer is not None:
-            self._writer.close()
-        result.steps_done = self.step
-        result.seconds = time.perf_counter() - start
+        try:
+            if resume_from is not None:
+                micro_step = self.resume(resume_from)
+                result.resumed_from = self.step
+                log.info("resumed from %s at step %d", resume_from, self.step)
+            stream = batches(micro_step)
+            start = time.perf_counter()
+            logger.start(self.step)
+            self.model.train()
+            while self.step < s.total_steps:
+                micro_step = self._train_step(stream, micro_step, result, logger, on_step)
+            result.steps_done = self.step
+            result.seconds = time.perf_counter() - start
+        finally:
+            if own_logger:
+                logger.close()
         return result
 
-    def _check_finite(self, loss: torch.Tensor, out: dict[str, torch.Tensor]) -> None:
-        # All ranks must agree before anyone raises, or the others would hang in the next collective.
-        bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=self.info.device)
-        D.all_reduce_sum(bad)
-        if bad.item() > 0:
-            terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in out.items())
-            where = ckpt.checkpoint_path(self.run_dir)
-            last = f"the last good checkpoint is {where}" if where.exists() else "no checkpoint was written"
-            raise NonFiniteLossError(
-                f"{self.run_dir}: loss is not finite at step {self.step + 1} ({terms}); training stopped "
-                f"without saving the bad state; {last}. Try a lower train.blr or train.clip_grad"
-            )
+    def _train_step(
+        self,
+        stream: Iterator[Any],
+        micro_step: int,
+        result: TrainResult,
+        logger: TrainLogger,
+        on_step: Callable[[StepInfo], None] | None,
+    ) -> int:
+        """One optimiser step over ``accum_steps`` micro-batches; returns the new data position."""
+        s = self.settings
+        t0 = time.perf_counter()
+        lr = lr_at(
+            self.step,
+            peak=s.base_lr,
+            total_steps=s.total_steps,
+            warmup_steps=s.warmup_steps,
+            warmup_offset=1,
+            floor=s.min_lr,
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, torch.Tensor] = {}
+        for micro in range(s.accum_steps):
+            batch = move_to(next(stream), self.info.device)
+            last = micro == s.accum_steps - 1
+            sync = contextlib.nullcontext() if last or not self.info.distributed else self.engine.no_sync()
+            with sync:
+                with autocast_context(self.info.device, s.precision):
+                    out = self.engine(batch, self.step)
+                self._check_finite(out)
+                self.scaler.scale(out["loss"] / s.accum_steps).backward()
+            for key, value in out.items():
+                sums[key] = sums.get(key, 0.0) + value.detach().float() / s.accum_steps
+            micro_step += 1
+        if s.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.student.parameters(), s.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        momentum = cosine_ramp(self.step, s.total_steps, s.ema_start, s.ema_end)
+        self.model.update_teacher(momentum)
+        self.step += 1
+        losses = self._reduce_losses(sums)
+        ips = s.images_per_micro_batch * s.accum_steps / max(time.perf_counter() - t0, 1e-9)
+        if not result.first_losses:
+            result.first_losses = losses
+        result.last_losses = losses
+        if s.record_digests:
+            self._record_digest()
+        logger.step(self.step, losses, lr, ips, scalars={"train/momentum": momentum})
+        if on_step is not None:
+            on_step(StepInfo(self.step, s.total_steps, losses, lr, momentum, ips))
+        if (s.checkpoint_every and self.step % s.checkpoint_every == 0) or self.step == s.total_steps:
+            self._save(micro_step)
+        return micro_step
+
+    def _check_finite(self, out: dict[str, torch.Tensor]) -> None:
+        where = checkpoint_path(self.run_dir)
+        last = f"the last good checkpoint is {where}" if where.exists() else "no checkpoint was written"
+        check_finite(
+            out,
+            run_dir=self.run_dir,
+            step=self.step + 1,
+            advice=f"{last}. Try a lower train.blr or train.clip_grad",
+        )
 
     def _reduce_losses(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
         keys = sorted(sums)
         stacked = torch.stack([torch.as_tensor(sums[k], device=self.info.device).float() for k in keys])
         D.all_reduce_mean(stacked)
         return {k: float(v) for k, v in zip(keys, stacked.tolist(), strict=True)}
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
-    return batch

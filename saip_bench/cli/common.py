@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -21,7 +22,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 BACKBONE_HELP = (
-    "Backbone: a checkpoint path (ours, or SAIPv1/MAE/DINO/timm files), [bold]random:NAME[/] "
+    "Backbone: a checkpoint path (ours, or SAIPv1/MAE/DINO/timm/OpenMMLab files), [bold]random:NAME[/] "
     "(untrained reference row) or [bold]timm:NAME[/]=PATH (a timm architecture with local weights; "
     "nothing is downloaded)."
 )
@@ -46,18 +47,58 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+#: The library's step-line logger (``saip_bench.engine.logging.PROGRESS_LOGGER``; not imported from there
+#: because that would load torch for every ``--help``).
+PROGRESS_LOGGER = "saip_bench.progress"
+
+
+def draws_bars() -> bool:
+    """Whether stdout is a terminal: progress bars there; a file (a Slurm ``.out``) gets plain lines."""
+    return console.is_terminal
+
+
+class _PlainHandler(logging.Handler):
+    """One plain ``time level message`` line per record on the current ``sys.stderr`` (no wrapping)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def _not_progress(record: logging.LogRecord) -> bool:
+    return not record.name.startswith(PROGRESS_LOGGER)
+
+
 def setup_logging(verbose: bool = False) -> None:
-    """Route library ``logging`` through rich; INFO by default, DEBUG with --verbose."""
+    """Route library ``logging`` to stderr; INFO by default, DEBUG with --verbose.
+
+    On a terminal the records go through rich, and the training step lines are left to the progress bar (the
+    run's ``train.log`` still holds them); into a file every record is one plain line, step lines included,
+    so a Slurm ``.out`` file shows the training progress.
+    """
+    if err_console.is_terminal:
+        handler: logging.Handler = RichHandler(console=err_console, show_path=False, markup=False)
+    else:
+        handler = _PlainHandler()
+    if draws_bars():
+        handler.addFilter(_not_progress)
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False, markup=False)],
-        force=True,
+        level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler], force=True
     )
 
 
 def progress_bar() -> Progress:
-    """The one progress display of the CLI: description, bar, done/total, elapsed; gone when finished."""
+    """The one progress display of the CLI: description, bar, done/total, elapsed; gone when finished.
+
+    Disabled when stdout is not a terminal: a bar drawn into a file is only noise there.
+    """
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -65,4 +106,5 @@ def progress_bar() -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        disable=not draws_bars(),
     )

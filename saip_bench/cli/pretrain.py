@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from saip_bench.cli.common import console, fail, user_errors
+from saip_bench.cli.common import console, draws_bars, fail, user_errors
 
 
 def _torchrun_argv(nproc: int) -> list[str]:
@@ -111,7 +111,7 @@ def pretrain(
         TextColumn("{task.fields[text]}"),
         TimeRemainingColumn(),
         console=console,
-        disable=not main,
+        disable=not main or not draws_bars(),  # into a file the step lines of the log take its place
         transient=False,
     )
     with progress:
@@ -131,7 +131,8 @@ def pretrain(
         losses = f" loss {first:.4f} -> {last:.4f}" if first is not None and last is not None else ""
         console.print(
             f"{result.method} ({','.join(result.terms)}): {result.steps} steps{losses}; "
-            f"backbone: {result.export_path}"
+            f"backbone: {result.export_path}",
+            soft_wrap=True,
         )
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from saip_bench.engine import checkpoint as ckpt
 from saip_bench.errors import CheckpointError
-from saip_bench.pretrain.engine import checkpoint as ckpt
 
 
 class _Payload:

@@ -53,7 +53,8 @@ def pretrain(*args: str):
 def test_smoke_run_exports_a_loadable_backbone(lup, tmp_path):
     import timm
 
-    from saip_bench.backbones import load_backbone, read_backbone_checkpoint
+    from saip_bench.backbones import load_backbone
+    from saip_bench.checkpoints import read_backbone_checkpoint
 
     out = tmp_path / "run"
     res = pretrain("--config", "smoke_cpu", "--data", str(lup), "--out", str(out), "--steps", "2", *FAST)

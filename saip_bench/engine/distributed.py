@@ -1,7 +1,8 @@
-"""One code path for 1 CPU, 1 GPU and N processes under ``torchrun``.
+"""One code path for 1 CPU, 1 GPU and N processes under ``torchrun``: the rank helpers of every training run.
 
 The process group exists only when torchrun's environment says so; every collective here is a no-op without
-one (the public code all-reduced the centre unconditionally and so could not run on one CPU).
+one (the public code all-reduced the centre unconditionally and so could not run on one CPU). Pretraining and
+every evaluation task ask :func:`is_main` before writing a file, so only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -33,12 +34,28 @@ class DistInfo:
 
     @property
     def distributed(self) -> bool:
+        """More than one process: collectives and DDP are needed."""
         return self.world_size > 1
 
 
 def is_dist() -> bool:
     """True when a process group is initialised (collectives must run)."""
     return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's rank in the initialised group, 0 without one."""
+    return dist.get_rank() if is_dist() else 0
+
+
+def world_size() -> int:
+    """The number of processes in the initialised group, 1 without one."""
+    return dist.get_world_size() if is_dist() else 1
+
+
+def is_main() -> bool:
+    """True on rank 0, and in a single process: the one process that writes files and logs."""
+    return rank() == 0
 
 
 def init_distributed(device: str | torch.device | None = None) -> DistInfo:
@@ -51,18 +68,18 @@ def init_distributed(device: str | torch.device | None = None) -> DistInfo:
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    this_rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
+        device = torch.device("cuda", local_rank if size > 1 else torch.cuda.current_device())
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if world_size > 1 and not is_dist():
+    if size > 1 and not is_dist():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
-        log.debug("rank %d/%d joined the %s group", rank, world_size, backend)
-    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+        log.debug("rank %d/%d joined the %s group", this_rank, size, backend)
+    return DistInfo(rank=this_rank, world_size=size, local_rank=local_rank, device=device)
 
 
 def cleanup() -> None:
@@ -105,29 +122,36 @@ def all_gather_object(obj: object) -> list[object]:
 
 
 def barrier() -> None:
+    """Wait for every rank; a no-op without a process group."""
     if is_dist():
         dist.barrier()
 
 
-def broadcast_object(obj: object, src: int = 0) -> object:
-    """Rank ``src``'s ``obj`` on every rank (the object itself without a process group)."""
+def wrap_ddp(
+    module: torch.nn.Module, device: torch.device | str, *, broadcast_buffers: bool = True
+) -> torch.nn.Module:
+    """DistributedDataParallel around ``module`` under a process group, the module itself otherwise.
+
+    ``find_unused_parameters`` is on: ablations and frozen heads leave parts of a model unused in a step.
+
+    Args:
+        module: the model, already on ``device``.
+        device: this process's device (its index becomes DDP's ``device_ids`` on CUDA).
+        broadcast_buffers: whether rank 0's buffers overwrite the others' every forward; pretraining turns
+            it off because its objectives all-reduce their buffers (the CSM centre) themselves, and a
+            broadcast would hide a rank that drifted.
+    """
     if not is_dist():
-        return obj
-    holder = [obj]
-    dist.broadcast_object_list(holder, src=src)
-    return holder[0]
-
-
-def wrap_ddp(module: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
-    """DistributedDataParallel around ``module`` under a process group, the module itself otherwise."""
-    if not info.distributed:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
-    device_ids = [info.device.index] if info.device.type == "cuda" else None
-    # Ablations leave parts of the student unused (e.g. blocks after the intermediate one for CSS alone).
-    # Buffers (the CSM centre) are not broadcast from rank 0: the objective all-reduces them itself, and a
-    # broadcast would hide a rank that drifted.
+    device = torch.device(device)
+    device_ids = [device.index] if device.type == "cuda" and device.index is not None else None
     return DistributedDataParallel(
-        module, device_ids=device_ids, find_unused_parameters=True, broadcast_buffers=False
+        module, device_ids=device_ids, find_unused_parameters=True, broadcast_buffers=broadcast_buffers
     )
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel wrapper (the module itself when not wrapped)."""
+    return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module

@@ -1,9 +1,10 @@
-"""Atomic full training checkpoints and the RNG state they carry, so ``--resume`` continues exactly.
+"""Atomic training checkpoints that load without unpickling code, and the RNG state they carry.
 
 A checkpoint is one ``torch.save`` file written to a temporary name and renamed: a run killed with SIGKILL
-mid-write leaves the previous checkpoint intact. It holds everything the next step depends on: student,
-teacher, heads, optimiser, grad scaler, the global step (every schedule is a function of it), objective
-buffers such as the DINO centre, the RNG states of python/numpy/torch, and the data position.
+mid-write leaves the previous checkpoint intact. It is read with ``weights_only=True``, so it may hold only
+tensors and plain Python values, and a file planted in a run directory cannot run code when a run resumes
+from it. :func:`rng_state` / :func:`set_rng_state` capture every global random stream a training step draws
+from (python ``random``, numpy, torch CPU and CUDA), which is what lets a resumed run continue exactly.
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ from saip_bench.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint.pt"
+#: Written into every checkpoint; :func:`load_checkpoint` refuses another version with one line.
 FORMAT_VERSION = 1
 
 
 def rng_state() -> dict[str, Any]:
-    """The global RNG states of python, numpy and torch (CPU and every CUDA device)."""
-    # Only tensors and plain Python values, so the checkpoint loads with weights_only=True.
+    """The global RNG states of python, numpy and torch (CPU, and every CUDA device once CUDA is in use).
+
+    Only tensors and plain Python values, so a checkpoint holding it loads with ``weights_only=True``.
+    """
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
+    state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
@@ -41,7 +44,7 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` returned."""
+    """Restore what :func:`rng_state` returned (the CUDA streams too, where they were captured)."""
     random.setstate(state["python"])
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
@@ -51,7 +54,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` (plus the format version) atomically to ``path``."""
+    """Write ``state`` (plus the format version) atomically to ``path``.
+
+    The caller decides which rank writes (usually ``if is_main(): save_checkpoint(...)``).
+    """
     buffer = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **state}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -59,10 +65,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint this engine wrote; a missing or foreign file is a :class:`CheckpointError`.
+    """Read a checkpoint :func:`save_checkpoint` wrote, on the CPU.
 
-    Loaded with ``weights_only=True``: the checkpoint holds only tensors and plain values, so a file planted
-    in a run directory cannot run code when a run resumes from it.
+    Raises:
+        CheckpointError: the file is missing, unreadable, pickles code, or is not this format; one line
+            naming the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -74,8 +81,3 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not a saip-bench training checkpoint (format {FORMAT_VERSION})")
     return state
-
-
-def checkpoint_path(run_dir: str | Path) -> Path:
-    """Where a run keeps its latest full checkpoint."""
-    return Path(run_dir) / CHECKPOINT_NAME
