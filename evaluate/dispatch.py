@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from saip_bench.datasets import DATASETS, DatasetInfo
+from saip_bench.datasets import DATASETS, DatasetSpec
 from saip_bench.engine import ProgressFn
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest
-from saip_bench.evaluate.protocols import PROTOCOLS, ProtocolSpec, datasets_for_task, load_recipe, scaled_size
+from saip_bench.evaluate.protocols import datasets_for_task, load_recipe, scaled_size
 from saip_bench.io import atomic_write_json, digest_obj, git_revision
 
 if TYPE_CHECKING:
@@ -56,7 +55,7 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
-def find_dataset_dir(data_root: Path, info: DatasetInfo) -> Path:
+def find_dataset_dir(data_root: Path, info: DatasetSpec) -> Path:
     """The dataset's folder under ``data_root`` by ``saip data check``'s rules (usual folder name, then
     aliases), or ``data_root`` itself when it is that folder; a DataFormatError naming what was looked for."""
     from saip_bench.data_check import locate
@@ -107,8 +106,10 @@ def evaluate(
         protocol: ``finetune``, ``linear`` or ``frozen``; default: the dataset's first protocol.
         budget: ``full``, ``short`` or ``smoke``.
         scales: multiples of the recipe's input size; each is one evaluation and one record.
-        force: run even if an identical record exists.
-        resume: continue an interrupted fine-tuning from its run folder's last checkpoint.
+        force: run even if an identical record exists, starting over (an unfinished run's ``last.pt`` is
+            removed; without ``force`` or ``resume`` such a checkpoint is an error naming it).
+        resume: continue an interrupted fine-tuning from its run folder's last checkpoint, exactly; the
+            record says so and its ``duration_s`` sums every attempt (``attempts.json``).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         recipe: a recipe file to use instead of the registry's (e.g. the 384x128 one).
         overrides: ``key=value`` recipe overrides applied last (``train.epochs=1``).
@@ -121,11 +122,12 @@ def evaluate(
     from saip_bench.backbones import load_backbone
     from saip_bench.backbones.wrapper import is_vit
     from saip_bench.results import EvalRecord, open_workspace_store, utc_now_iso
+    from saip_bench.results.attempts import Attempts, prepare_run_dir
 
     names = datasets_for_task(task) if dataset == "all" else [dataset]
-    specs: list[ProtocolSpec] = []
+    specs: list[DatasetSpec] = []
     for name in names:
-        spec = PROTOCOLS.get(name)
+        spec = DATASETS.get(name)
         if spec.task != task:
             raise ConfigError(f"dataset {name!r} belongs to task {spec.task!r}, not {task!r}")
         if protocol is not None and protocol not in spec.protocols:
@@ -142,14 +144,13 @@ def evaluate(
     outcomes: list[Outcome] = []
     for spec in specs:
         proto = protocol or spec.default_protocol
-        info = DATASETS.get(spec.dataset)
         try:
-            data_dir = find_dataset_dir(data_root, info)
+            data_dir = find_dataset_dir(data_root, spec)
         except DataFormatError as err:
             if dataset != "all":
                 raise
-            log.warning("%s: skipped, %s", spec.dataset, err)
-            outcomes += [Outcome(spec.dataset, proto, s, "missing", message=str(err)) for s in scales]
+            log.warning("%s: skipped, %s", spec.name, err)
+            outcomes += [Outcome(spec.name, proto, s, "missing", message=str(err)) for s in scales]
             continue
         recipe_file = Path(recipe) if recipe is not None else spec.recipe_path()
         resolved = load_recipe(recipe_file, proto, budget, task=spec.task, overrides=overrides)
@@ -168,7 +169,7 @@ def evaluate(
                 model.set_img_size(size)
             key = dict(
                 backbone_digest=model.digest,
-                dataset=spec.dataset,
+                dataset=spec.name,
                 protocol=proto,
                 config_digest=config_digest,
                 scale=scale,
@@ -176,19 +177,20 @@ def evaluate(
             run_dir = (
                 Path(workspace)
                 / "runs"
-                / spec.dataset
+                / spec.name
                 / _run_dir_name(model.name, model.digest, proto, budget, config_digest, scale)
             )
             if not force and store.has(**key):
                 log.info(
                     "%s %s x%g: already recorded for %s, skipped (use --force to rerun)",
-                    spec.dataset,
+                    spec.name,
                     proto,
                     scale,
                     model.name,
                 )
-                outcomes.append(Outcome(spec.dataset, proto, scale, "skipped", run_dir))
+                outcomes.append(Outcome(spec.name, proto, scale, "skipped", run_dir))
                 continue
+            resumed = prepare_run_dir(run_dir, resume=resume, force=force, write=is_main)
             run_dir.mkdir(parents=True, exist_ok=True)
             if is_main:
                 extra = {
@@ -200,7 +202,7 @@ def evaluate(
                 atomic_write_json(run_dir / "recipe.json", {**resolved, **extra})
             request = EvalRequest(
                 task=task,
-                dataset=spec.dataset,
+                dataset=spec.name,
                 data_dir=data_dir,
                 protocol=proto,
                 budget=budget,
@@ -216,16 +218,16 @@ def evaluate(
                 best=spec.best,
             )
             adapter = spec.load_adapter()
-            log.info("%s %s x%g %s on %s: running", spec.dataset, proto, scale, size, dev)
-            started, t0 = utc_now_iso(), time.perf_counter()
-            result = adapter.run(request, model)
-            duration = time.perf_counter() - t0
+            log.info("%s %s x%g %s on %s: running", spec.name, proto, scale, size, dev)
+            with Attempts(run_dir, resume=resumed, write=is_main) as attempts:  # times every attempt
+                result = adapter.run(request, model)
+            started, duration = attempts.started_at, attempts.total_s
             record = EvalRecord(
                 backbone_digest=model.digest,
                 backbone_name=model.name,
                 pretrain_method=str(model.meta.get("method", "unknown")),
                 task=task,
-                dataset=spec.dataset,
+                dataset=spec.name,
                 protocol=proto,
                 budget=budget,
                 metrics=dict(result.metrics),
@@ -239,8 +241,10 @@ def evaluate(
                 started_at=started,
                 ended_at=utc_now_iso(),
                 scale=scale,
+                resumed=resumed,
+                resumed_from_step=int(result.extra.get("resumed_from_step", 0)),
             )
             if is_main:
                 record.id = store.add(record)
-            outcomes.append(Outcome(spec.dataset, proto, scale, "done", run_dir, record))
+            outcomes.append(Outcome(spec.name, proto, scale, "done", run_dir, record))
     return outcomes

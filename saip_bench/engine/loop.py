@@ -11,21 +11,48 @@ rank 0 writes checkpoints; the task's loader must shard its data (e.g. a Distrib
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
-import math
-import re
-from collections.abc import Callable, Iterable
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
-from saip_bench.errors import CheckpointError, ConfigError
-from saip_bench.io import atomic_path, atomic_write_json
+from saip_bench.engine.batch import move_to
+from saip_bench.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from saip_bench.engine.distributed import (
+    all_gather_object,
+    all_reduce_sum,
+    barrier,
+    is_dist,
+    is_main,
+    rank,
+    unwrap,
+    world_size,
+    wrap_ddp,
+)
+from saip_bench.engine.finite import check_finite
+from saip_bench.engine.logging import TrainLogger
+from saip_bench.engine.params import build_optimizer, build_param_groups
+from saip_bench.engine.sampling import (
+    EpochSampler,
+    Resumable,
+    SeededBatches,
+    SeededSamples,
+    ignore_stop_signals,
+)
+from saip_bench.engine.schedule import lr_factor
+from saip_bench.engine.signals import StopRequest
+from saip_bench.errors import CheckpointError, ConfigError, Interrupted
+from saip_bench.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +62,10 @@ ProgressFn = Callable[[str, int, int], None]
 
 StepFn = Callable[[nn.Module, Any], dict[str, torch.Tensor]]
 EvaluateFn = Callable[[nn.Module], dict[str, float]]
+
+#: EngineConfig keys that do not change what is trained: a run may resume with other values of them.
+_RESUME_NEUTRAL = ("checkpoint_every", "log_every")
+_END = object()
 
 
 @dataclass(frozen=True)
@@ -62,6 +93,10 @@ class EngineConfig:
         select: report the ``"last"`` epoch's model or the ``"best"`` one by the primary metric.
         amp: bf16 autocast on CUDA (ignored on CPU).
         grad_clip: max global gradient norm, or None.
+        checkpoint_every: also write ``last.pt`` every N optimizer steps (0: only at epoch ends); a run killed
+            without warning (SIGKILL, a node lost) then resumes from at most N steps back. SIGTERM/SIGINT
+            always write it before stopping.
+        log_every: a plain progress line (``train.log``, TensorBoard) every N optimizer steps.
     """
 
     epochs: int = 1
@@ -84,6 +119,8 @@ class EngineConfig:
     select: Literal["last", "best"] = "last"
     amp: bool = True
     grad_clip: float | None = None
+    checkpoint_every: int = 0
+    log_every: int = 10
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "recipe train section") -> EngineConfig:
@@ -95,6 +132,9 @@ class EngineConfig:
                 f"{source}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
             )
         kwargs = dict(values)
+        for f in dataclasses.fields(cls):  # key=value overrides arrive as any YAML scalar
+            if f.name in kwargs and not _scalar_fits(kwargs[f.name], str(f.type)):
+                raise ConfigError(f"{source}: {f.name} must be {f.type}, not {kwargs[f.name]!r}")
         for key in ("betas", "milestones"):
             if key in kwargs and kwargs[key] is not None:
                 kwargs[key] = tuple(kwargs[key])
@@ -110,12 +150,34 @@ class EngineConfig:
                 )
         if config.epochs < 1:
             raise ConfigError(f"{source}: epochs must be >= 1")
+        if config.checkpoint_every < 0:
+            raise ConfigError(f"{source}: checkpoint_every must be >= 0 (0: at epoch ends only)")
+        if config.log_every < 1:
+            raise ConfigError(f"{source}: log_every must be >= 1")
         return config
+
+
+def _scalar_fits(value: Any, annotation: str) -> bool:
+    """Whether ``value`` has a scalar annotation's type (``int``, ``float | None``, ...); others pass."""
+    allowed = set(annotation.replace(" ", "").split("|"))
+    if not allowed <= {"int", "float", "bool", "None"}:
+        return True  # Literal choices and tuples are checked by from_dict itself
+    if value is None:
+        return "None" in allowed
+    if isinstance(value, bool):
+        return "bool" in allowed
+    if isinstance(value, int):
+        return bool(allowed & {"int", "float"})
+    return isinstance(value, float) and "float" in allowed
 
 
 @dataclass
 class FitResult:
-    """Outcome of :func:`fit`: the selected epoch's metrics and the training history."""
+    """Outcome of :func:`fit`: the selected epoch's metrics and the training history.
+
+    ``resumed_from`` / ``resumed_from_step`` are the epochs / optimizer steps a resumed run found done (0 for
+    a fresh run); ``elapsed_s`` is the training time of every attempt together.
+    """
 
     metrics: dict[str, float]
     selected_epoch: int
@@ -123,82 +185,20 @@ class FitResult:
     best_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int = 0
-
-
-_BLOCK = re.compile(r"(?<![0-9]\.)blocks\.(\d+)\.")
-_EMBED = ("cls_token", "pos_embed", "patch_embed", "reg_token", "dist_token", "mask_token")
-
-
-def _no_decay(name: str, param: torch.Tensor) -> bool:
-    return param.ndim <= 1 or any(token in name for token in _EMBED[:2] + _EMBED[3:])
-
-
-def build_param_groups(
-    model: nn.Module,
-    *,
-    lr: float,
-    weight_decay: float,
-    layer_decay: float | None = None,
-    backbone_lr_mult: float = 1.0,
-    backbone_prefix: str = "backbone.",
-) -> list[dict[str, Any]]:
-    """Optimizer parameter groups with per-group ``lr`` and ``weight_decay``.
-
-    Parameters whose name starts with ``backbone_prefix`` get ``lr * backbone_lr_mult``; with ``layer_decay``
-    a ViT's parameters are further scaled by ``layer_decay ** (L + 1 - layer_id)``, where the embeddings are
-    layer 0, ``blocks.i`` is layer ``i + 1`` and everything after the blocks is layer ``L + 1``. Backbones
-    without top-level ``blocks.N`` (e.g. TinyViT's ``stages.i.blocks.j``) get no layer decay. Frozen
-    parameters (``requires_grad`` False) are left out.
-    """
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    block_ids = [
-        int(m.group(1)) for n, _ in named if n.startswith(backbone_prefix) and (m := _BLOCK.search(n))
-    ]
-    num_layers = max(block_ids) + 1 if block_ids else 0
-    use_ld = layer_decay is not None and layer_decay != 1.0 and num_layers > 0
-    groups: dict[tuple[float, float], dict[str, Any]] = {}
-    for name, param in named:
-        scale = 1.0
-        if name.startswith(backbone_prefix):
-            scale = backbone_lr_mult
-            if use_ld:
-                match = _BLOCK.search(name)
-                if match:
-                    layer = int(match.group(1)) + 1
-                elif any(token in name for token in _EMBED):
-                    layer = 0
-                else:
-                    layer = num_layers + 1
-                scale *= layer_decay ** (num_layers + 1 - layer)  # type: ignore[operator]
-        wd = 0.0 if _no_decay(name, param) else weight_decay
-        group = groups.setdefault(
-            (scale, wd), {"params": [], "lr": lr * scale, "weight_decay": wd, "lr_scale": scale}
-        )
-        group["params"].append(param)
-    return list(groups.values())
-
-
-def lr_factor(step: int, *, total_steps: int, steps_per_epoch: int, config: EngineConfig) -> float:
-    """Multiplier of the peak lr at optimizer step ``step`` (0-based): warm-up, then the schedule."""
-    warmup = int(round(config.warmup_epochs * steps_per_epoch))
-    if step < warmup:
-        start = config.warmup_start_factor
-        return start + (1.0 - start) * step / warmup
-    if config.schedule == "constant":
-        return 1.0
-    if config.schedule == "step":
-        epoch = step // max(1, steps_per_epoch)
-        return config.gamma ** sum(epoch >= m for m in config.milestones)
-    progress = (step - warmup) / max(1, total_steps - warmup)
-    floor = config.min_lr_ratio
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    resumed_from_step: int = 0
+    elapsed_s: float = 0.0
 
 
 def make_optimizer(groups: list[dict[str, Any]], config: EngineConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD over prepared parameter groups."""
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+    """AdamW or SGD over prepared parameter groups, as an :class:`EngineConfig` says."""
+    return build_optimizer(
+        groups,
+        optimizer=config.optimizer,
+        lr=config.lr,
+        betas=config.betas,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+    )
 
 
 def loader_workers(requested: int) -> int:
@@ -221,64 +221,145 @@ def make_train_loader(
     device: torch.device | str,
     min_batch: int = 1,
     collate_fn: Callable[[list[Any]], Any] | None = None,
+    batch_sampler: Any = None,
+    persistent_workers: bool = False,
 ) -> torch.utils.data.DataLoader:
-    """The training loader every task uses: seeded shuffling, or a seeded ``DistributedSampler`` under DDP.
+    """The training loader every task uses: a resumable seeded order and per-sample augmentation seeds.
+
+    The order of epoch ``e`` is a pure function of ``(seed, e)`` (:class:`~saip_bench.engine.sampling.
+    EpochSampler`; under DDP each rank takes its share of the same permutation), and every sample is loaded
+    with the RNG seeded from ``(seed, e, its position)`` (:class:`~saip_bench.engine.sampling.SeededSamples`):
+    the batches do not depend on the number of workers, and :func:`fit` resumes mid-epoch at the same batch
+    with the same augmentation.
 
     Args:
-        dataset: the training set.
+        dataset: the training set (map-style).
         batch_size: the recipe's batch size (per process); capped at the set's size, at least ``min_batch``
             (2 where BatchNorm or in-batch contrastive losses need pairs).
-        seed: shuffling seed (the request's), so a run repeats and ranks agree.
+        seed: the run's seed (the request's), so a run repeats and ranks agree.
         num_workers: the recipe's worker count, capped by :func:`loader_workers`.
         device: pinned memory on CUDA.
         collate_fn: batch assembly for samples that are not plain tensors (mm data samples).
+        batch_sampler: a task's own batch sampler (e.g. the re-ID P x K one) instead of the shuffled order;
+            it yields index lists and has ``set_epoch`` / ``set_start`` (``batch_size`` is then unused).
+        persistent_workers: keep the workers between epochs (worth it when starting them is slow).
     """
-    from torch.utils.data import DataLoader, DistributedSampler
+    from torch.utils.data import DataLoader
 
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True) if distributed else None
-    return DataLoader(
-        dataset,
-        batch_size=max(min_batch, min(int(batch_size), len(dataset))),
-        shuffle=sampler is None,
-        sampler=sampler,
-        drop_last=True,
-        num_workers=loader_workers(num_workers),
+    workers = loader_workers(num_workers)
+    common: dict[str, Any] = dict(
+        num_workers=workers,
         pin_memory=torch.device(device).type == "cuda",
+        # Only the workers' base seed comes from here; a fixed generator keeps that draw off the global RNG.
         generator=torch.Generator().manual_seed(seed),
         collate_fn=collate_fn,
+        persistent_workers=persistent_workers and workers > 0,
+        worker_init_fn=ignore_stop_signals,
     )
+    if batch_sampler is not None:
+        batches = SeededBatches(batch_sampler, seed=seed, rank=rank())
+        return DataLoader(SeededSamples(dataset), batch_sampler=batches, **common)
+    size = max(min_batch, min(int(batch_size), len(dataset)))
+    sampler = EpochSampler(len(dataset), batch_size=size, seed=seed, num_replicas=world_size(), rank=rank())
+    return DataLoader(SeededSamples(dataset), batch_size=size, sampler=sampler, drop_last=True, **common)
 
 
-def move_to(batch: Any, device: torch.device) -> Any:
-    """Move every tensor in a (nested) batch to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: move_to(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to(v, device) for v in batch)
-    return batch
-
-
-def _is_main() -> bool:
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
-        torch.distributed.get_rank() == 0
-    )
-
-
-def _save(path: Path, obj: dict[str, Any]) -> None:
-    if _is_main():
-        with atomic_path(path) as tmp:
-            torch.save(obj, tmp)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+def _config_record(config: EngineConfig) -> dict[str, Any]:
+    """The config a checkpoint must match to resume: every key but those that do not change the numbers."""
+    record = json.loads(json.dumps(dataclasses.asdict(config)))
+    for key in _RESUME_NEUTRAL:
+        record.pop(key, None)
+    return record
 
 
 def _better(value: float, best: float | None, rule: str) -> bool:
     return best is None or (value > best if rule == "max" else value < best)
+
+
+@contextlib.contextmanager
+def _forked_host_rng() -> Iterator[None]:
+    """numpy's and python's global RNG put back as they were after the block (torch has fork_rng)."""
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        yield
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+
+
+def _epoch_batches(train_loader: Iterable[Any], epoch: int, start: int) -> Iterator[Any]:
+    """An iterator over epoch ``epoch``'s batches from batch ``start`` on.
+
+    A resumable sampler (``set_epoch`` + ``set_start``, e.g. :func:`make_train_loader`'s) starts there without
+    loading the skipped batches; any other iterable is advanced by drawing them (exact only when its order is
+    a pure function of the epoch, e.g. a list).
+    """
+    resumable = None
+    for obj in (getattr(train_loader, "batch_sampler", None), getattr(train_loader, "sampler", None)):
+        if hasattr(obj, "set_epoch"):
+            obj.set_epoch(epoch)
+        if resumable is None and isinstance(obj, Resumable):
+            resumable = obj
+    if resumable is not None:
+        resumable.set_start(start)
+    # A DataLoader without a generator draws its workers' base seed from the global RNG when an iterator is
+    # made; forking keeps that draw out of the training stream, which a resumed epoch would not repeat.
+    with torch.random.fork_rng(devices=[]):
+        iterator = iter(train_loader)
+    if resumable is None and start:
+        log.warning("the training loader cannot start mid-epoch: drawing %d batches to skip them", start)
+        for _ in range(start):
+            next(iterator, None)
+    return iterator
+
+
+def _restore(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, config: dict[str, Any], state: dict
+) -> None:
+    """Load ``last.pt`` into the model, the optimizer, ``state`` and this rank's RNG streams."""
+    ckpt = load_checkpoint(path)
+    if ckpt.get("config") != config:
+        raise CheckpointError(f"{path}: written with another training config; use --force to restart")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    state.update({k: ckpt[k] for k in state if k in ckpt})
+    rngs = ckpt.get("rng") or []
+    if len(rngs) == world_size():
+        set_rng_state(rngs[rank()])
+    else:
+        log.warning(
+            "%s was written by %d process(es), not %d: the random streams cannot continue exactly",
+            path, len(rngs), world_size(),
+        )  # fmt: skip
+    log.info("resuming from %s at epoch %d, step %d", path, state["epoch"] + 1, state["step"])
+
+
+def _evaluate(
+    model: nn.Module, evaluate_fn: EvaluateFn, device: torch.device, use_amp: bool
+) -> dict[str, float]:
+    """``evaluate_fn`` in eval mode without gradients (under bf16 autocast when training uses it)."""
+    model.eval()
+    with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+        return {k: float(v) for k, v in evaluate_fn(model).items()}
+
+
+def _batch_len(batch: Any) -> int:
+    """Samples in a batch: the leading size of its first tensor (0 when it has none)."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.ndim else 1
+    if isinstance(batch, dict):
+        batch = list(batch.values())
+    if isinstance(batch, (list, tuple)) and batch:
+        return _batch_len(batch[0]) if not isinstance(batch[0], (int, float)) else len(batch)
+    return 0
+
+
+def _all_agree(flag: bool, device: torch.device) -> bool:
+    """True when ``flag`` is set on any rank (a collective under a process group, so all ranks stop)."""
+    if not is_dist():
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    return bool(all_reduce_sum(value).item() > 0)
 
 
 def fit(
@@ -299,14 +380,24 @@ def fit(
 ) -> FitResult:
     """Train ``model`` and return the selected epoch's metrics; the model ends holding the selected weights.
 
+    **Exact resume.** ``last.pt`` holds the model, the optimizer, the global step (the lr schedule's
+    position), the epoch and the batch within it, every rank's RNG states (torch CPU/CUDA, numpy, python),
+    the best-so-far state, the history, the epoch's running loss sums and the training seconds of all
+    attempts. It is written atomically by rank 0 at every epoch end, every ``checkpoint_every`` steps, and
+    when SIGTERM/SIGINT arrives (the step in progress finishes first, then :class:`Interrupted` is raised).
+    With a loader whose order and augmentation are pure functions of the seed and the sample's place
+    (:func:`make_train_loader`), a run resumed from any of those checkpoints ends with the weights and
+    metrics of an uninterrupted one.
+
     Args:
         model: the task model (backbone under attribute ``backbone`` plus head), already on ``device``.
         train_loader: an iterable of batches, re-iterated every epoch; ``len()`` is used when available.
-            If it has a ``sampler``/``batch_sampler`` with ``set_epoch``, that is called every epoch.
+            A ``sampler``/``batch_sampler`` with ``set_epoch`` gets it every epoch; one with ``set_start`` too
+            (:class:`saip_bench.engine.sampling.Resumable`) starts a resumed epoch at its batch.
         step_fn: ``step_fn(model, batch) -> {"loss": scalar, other named terms...}``; the batch has been
             moved to ``device`` and runs under autocast.
         config: the hyper-parameters.
-        run_dir: folder for ``last.pt``, ``best.pt`` and ``history.json``.
+        run_dir: folder for ``last.pt``, ``best.pt``, ``history.json``, ``train.log`` and ``tb/``.
         device: where to train.
         evaluate_fn: ``evaluate_fn(model) -> metrics``; called in eval mode under ``torch.no_grad`` every
             ``eval_every`` epochs and after the last one.
@@ -315,26 +406,29 @@ def fit(
         param_groups: prepared optimizer groups; default :func:`build_param_groups` from ``config``.
         resume: continue from ``run_dir/last.pt`` if present (the config must match).
         progress: ``progress(description, done_steps, total_steps)`` callback.
-        seed: when given, training draws from torch's global RNG (dropout, drop-path, mmdet's samplers,
-            flips drawn with ``torch.rand``) seeded with it, forked so the caller's RNG state is untouched:
+        seed: when given, training draws from torch's global RNG (dropout, drop-path, mmdet's samplers)
+            seeded with it, forked (numpy's and python's RNG too) so the caller's RNG state is untouched:
             the run repeats on the same machine.
 
     Raises:
         CheckpointError: ``resume`` finds a checkpoint written with another config, or an unreadable one.
         ConfigError: ``select: best`` without ``evaluate_fn``/``primary_metric``.
+        Interrupted: SIGTERM or SIGINT arrived; ``last.pt`` holds the state after the last finished step.
+        NonFiniteLossError: the loss became NaN or infinite.
     """
     device = torch.device(device)
     if seed is not None:
         forked = []
         if device.type == "cuda":
             forked = [device.index if device.index is not None else torch.cuda.current_device()]
-        with torch.random.fork_rng(devices=forked):
+        with torch.random.fork_rng(devices=forked), _forked_host_rng():
             torch.manual_seed(seed)
             return fit(
                 model, train_loader, step_fn, config=config, run_dir=run_dir, device=device,
                 evaluate_fn=evaluate_fn, primary_metric=primary_metric, best=best, param_groups=param_groups,
                 resume=resume, progress=progress,
             )  # fmt: skip
+    started = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if config.select == "best" and (evaluate_fn is None or primary_metric is None):
@@ -357,123 +451,137 @@ def fit(
         # lr 0 (an untrained control run) keeps every group's scale at 1 instead of dividing by zero.
         group.setdefault("lr_scale", group.get("lr", config.lr) / config.lr if config.lr else 1.0)
     optimizer = make_optimizer(param_groups, config)
-    config_record = json.loads(json.dumps(dataclasses.asdict(config)))
+    config_record = _config_record(config)
 
-    state = {"epoch": 0, "step": 0, "history": [], "best_value": None, "best_epoch": 0, "best_metrics": {}}
+    # Everything a resumed run needs besides weights, optimizer and RNG; "batch" is the next batch of "epoch".
+    state: dict[str, Any] = {
+        "epoch": 0, "batch": 0, "step": 0, "history": [], "best_value": None, "best_epoch": 0,
+        "best_metrics": {}, "epoch_sums": {}, "epoch_count": 0, "elapsed_s": 0.0,
+    }  # fmt: skip
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if resume and last_path.is_file():
-        try:
-            ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise CheckpointError(
-                f"{last_path}: cannot resume from it ({type(err).__name__}: {err})"
-            ) from None
-        if ckpt.get("config") != config_record:
-            raise CheckpointError(
-                f"{last_path}: written with another training config; use --force to restart"
-            )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        state.update({k: ckpt[k] for k in state})
-        log.info("resuming from %s at epoch %d", last_path, state["epoch"])
-    resumed_from = int(state["epoch"])
+        _restore(last_path, model, optimizer, config_record, state)
+    resumed_from, resumed_from_step = int(state["epoch"]), int(state["step"])
+    prior_s = float(state["elapsed_s"])
 
-    train_model: nn.Module = model
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        ids = [device.index] if device.type == "cuda" and device.index is not None else None
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+    def save_last(epoch: int, batch: int, sums: dict[str, float], count: int) -> None:
+        state.update(
+            epoch=epoch, batch=batch, step=step, epoch_sums=dict(sums), epoch_count=count,
+            elapsed_s=prior_s + time.perf_counter() - started,
+        )  # fmt: skip
+        rngs = all_gather_object(rng_state())  # every rank's streams, so each continues its own
+        if is_main():
+            save_checkpoint(
+                last_path,
+                {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "config": config_record, "rng": rngs},
+            )  # fmt: skip
+        barrier()  # no rank leaves (and no Interrupted ends the job) before the file is complete
+
+    train_model = wrap_ddp(model, device)
     use_amp = config.amp and device.type == "cuda"
     step = int(state["step"])
     last_metrics: dict[str, float] = {}
-
-    for epoch in range(int(state["epoch"]), config.epochs):
-        for obj in (getattr(train_loader, "batch_sampler", None), getattr(train_loader, "sampler", None)):
-            if hasattr(obj, "set_epoch"):
-                obj.set_epoch(epoch)
-        train_model.train()
-        sums: dict[str, float] = {}
-        count = 0
-        for i, batch in enumerate(train_loader):
-            if i >= steps_per_epoch:
-                break
-            factor = lr_factor(step, total_steps=total_steps, steps_per_epoch=steps_per_epoch, config=config)
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * group["lr_scale"] * factor
-            batch = move_to(batch, device)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                losses = step_fn(train_model, batch)
-            loss = losses["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {i + 1}: {loss.item()}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            step += 1
-            count += 1
-            for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
-            if progress is not None:
-                progress(f"epoch {epoch + 1}/{config.epochs}", step, total_steps)
-        record: dict[str, float] = {"epoch": epoch + 1, **{k: v / max(1, count) for k, v in sums.items()}}
-        log.debug("epoch %d: %s", epoch + 1, record)
-        is_last = epoch + 1 == config.epochs
-        if evaluate_fn is not None and (
-            is_last or (config.eval_every and (epoch + 1) % config.eval_every == 0)
-        ):
-            model.eval()
-            with (
-                torch.no_grad(),
-                torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp),
-            ):
-                metrics = {k: float(v) for k, v in evaluate_fn(model).items()}
-            model.train()
-            record.update(metrics)
-            last_metrics = metrics
-            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-            if primary_metric is not None and _better(metrics[primary_metric], state["best_value"], best):
-                state.update(best_value=metrics[primary_metric], best_epoch=epoch + 1, best_metrics=metrics)
-                if config.select == "best":
-                    _save(
-                        best_path,
-                        {"model": _unwrap(model).state_dict(), "epoch": epoch + 1, "metrics": metrics},
+    logger = TrainLogger(run_dir, total_steps, config.log_every, start_step=step)
+    with StopRequest() as stop, contextlib.closing(logger):
+        for epoch in range(int(state["epoch"]), config.epochs):
+            resuming = epoch == resumed_from and int(state["batch"]) > 0
+            start = int(state["batch"]) if resuming else 0
+            sums: dict[str, float] = dict(state["epoch_sums"]) if resuming else {}
+            count = int(state["epoch_count"]) if resuming else 0
+            train_model.train()
+            if start < steps_per_epoch:
+                batches = _epoch_batches(train_loader, epoch, start)
+                tick = time.perf_counter()
+                for i in range(start, steps_per_epoch):
+                    batch = next(batches, _END)
+                    if batch is _END:
+                        break
+                    factor = lr_factor(
+                        step, total_steps=total_steps, steps_per_epoch=steps_per_epoch, config=config
                     )
-        state["history"].append(record)
-        state.update(epoch=epoch + 1, step=step)
-        _save(
-            last_path,
-            {
-                **state,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "config": config_record,
-            },
-        )
-        if _is_main():
-            atomic_write_json(run_dir / "history.json", state["history"])
-
+                    for group in optimizer.param_groups:
+                        group["lr"] = config.lr * group["lr_scale"] * factor
+                    size = _batch_len(batch) * world_size()
+                    batch = move_to(batch, device)
+                    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                        losses = step_fn(train_model, batch)
+                    check_finite(
+                        losses, run_dir=run_dir, step=step + 1, advice=f"last good state: {last_path}"
+                    )
+                    optimizer.zero_grad(set_to_none=True)
+                    losses["loss"].backward()
+                    if config.grad_clip:
+                        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                    optimizer.step()
+                    step += 1
+                    count += 1
+                    values = {key: float(value.detach()) for key, value in losses.items()}
+                    for key, value in values.items():
+                        sums[key] = sums.get(key, 0.0) + value
+                    now = time.perf_counter()
+                    rate = size / (now - tick) if size and now > tick else None
+                    tick = now
+                    logger.step(step, values, config.lr * factor, rate)
+                    if progress is not None:
+                        progress(f"epoch {epoch + 1}/{config.epochs}", step, total_steps)
+                    stopping = _all_agree(stop.requested is not None, device)
+                    if stopping or (config.checkpoint_every and step % config.checkpoint_every == 0):
+                        save_last(epoch, i + 1, sums, count)
+                    if stopping:
+                        raise Interrupted(
+                            f"{last_path}: interrupted at step {step}/{total_steps} by "
+                            f"{stop.requested or 'another rank'}; rerun with --resume to continue"
+                        )
+                del batches  # ends its workers before the evaluation starts its own
+            record: dict[str, float] = {"epoch": epoch + 1, **{k: v / max(1, count) for k, v in sums.items()}}
+            log.debug("epoch %d: %s", epoch + 1, record)
+            is_last = epoch + 1 == config.epochs
+            if evaluate_fn is not None and (
+                is_last or (config.eval_every and (epoch + 1) % config.eval_every == 0)
+            ):
+                metrics = _evaluate(model, evaluate_fn, device, use_amp)
+                model.train()
+                record.update(metrics)
+                last_metrics = metrics
+                logger.metrics(step, metrics, label=f"epoch {epoch + 1}")
+                if primary_metric is not None and _better(metrics[primary_metric], state["best_value"], best):
+                    state.update(
+                        best_value=metrics[primary_metric], best_epoch=epoch + 1, best_metrics=metrics
+                    )
+                    if config.select == "best" and is_main():
+                        save_checkpoint(
+                            best_path,
+                            {"model": unwrap(model).state_dict(), "epoch": epoch + 1, "metrics": metrics},
+                        )
+            state["history"].append(record)
+            save_last(epoch + 1, 0, {}, 0)
+            if is_main():
+                atomic_write_json(run_dir / "history.json", state["history"])
+            if _all_agree(stop.requested is not None, device):
+                raise Interrupted(
+                    f"{last_path}: interrupted after epoch {epoch + 1} (step {step}/{total_steps}) by "
+                    f"{stop.requested or 'another rank'}; rerun with --resume to continue"
+                )
+    elapsed = prior_s + time.perf_counter() - started
+    resumed = {"resumed_from": resumed_from, "resumed_from_step": resumed_from_step, "elapsed_s": elapsed}
     if config.select == "best" and best_path.is_file():
-        model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["model"])
+        model.load_state_dict(load_checkpoint(best_path)["model"])
         return FitResult(
             dict(state["best_metrics"]),
             int(state["best_epoch"]),
             dict(state["best_metrics"]),
             int(state["best_epoch"]),
             list(state["history"]),
-            resumed_from,
+            **resumed,
         )
-    if (
-        not last_metrics and evaluate_fn is not None
-    ):  # resumed a finished run: evaluate the weights as they are
-        model.eval()
-        with torch.no_grad():
-            last_metrics = {k: float(v) for k, v in evaluate_fn(model).items()}
+    if not last_metrics and evaluate_fn is not None:  # resumed a finished run: evaluate the weights as is
+        last_metrics = _evaluate(model, evaluate_fn, device, use_amp=False)
     return FitResult(
         last_metrics,
         config.epochs,
         dict(state["best_metrics"]),
         int(state["best_epoch"]),
         list(state["history"]),
-        resumed_from,
+        **resumed,
     )

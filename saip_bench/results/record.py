@@ -29,10 +29,12 @@ class EvalRecord:
         seed: Random seed of the run.
         package_version: ``saip_bench.__version__`` of the code that ran.
         git_revision: :func:`saip_bench.io.git_revision`, or None outside a checkout.
-        duration_s: Wall time of the evaluation in seconds.
+        duration_s: Wall time of the evaluation in seconds; for a resumed run, of all its attempts together.
         started_at: ISO-8601 start time (see :func:`utc_now_iso`).
         ended_at: ISO-8601 end time.
         scale: Multiple of the recipe's input size (1.0 = the recipe's own size).
+        resumed: Whether the run continued an interrupted attempt's checkpoint (``--resume``).
+        resumed_from_step: The optimizer steps that attempt had done (0 when not resumed).
         id: Row id in the store; None until stored.
     """
 
@@ -54,6 +56,8 @@ class EvalRecord:
     started_at: str
     ended_at: str
     scale: float = 1.0
+    resumed: bool = False
+    resumed_from_step: int = 0
     id: int | None = field(default=None, compare=False)
 
     def validated(self) -> EvalRecord:
@@ -70,6 +74,11 @@ class EvalRecord:
             raise SaipError(f"evaluation record for {self.dataset}: non-numeric metric ({err})") from None
         if not (scale > 0 and math.isfinite(scale)):
             raise SaipError(f"evaluation record for {self.dataset}: scale must be positive, got {scale}")
+        if int(self.resumed_from_step) < 0:
+            raise SaipError(
+                f"evaluation record for {self.dataset}: resumed_from_step must be >= 0, "
+                f"got {self.resumed_from_step}"
+            )
         return EvalRecord(
             **{
                 **asdict(self),
@@ -78,6 +87,8 @@ class EvalRecord:
                 "scale": scale,
                 "seed": int(self.seed),
                 "duration_s": float(self.duration_s),
+                "resumed": bool(self.resumed),
+                "resumed_from_step": int(self.resumed_from_step),
             }
         )
 

@@ -24,8 +24,9 @@ from saip_bench.results.record import EvalRecord
 
 log = logging.getLogger(__name__)
 
-#: Bump when the table layout changes; a store written by a newer version is refused, not misread.
-SCHEMA_VERSION = 1
+#: Bump when the table layout changes; a store written by a newer version is refused, not misread, and an
+#: older one is migrated when opened. 2: ``resumed``, ``resumed_from_step``.
+SCHEMA_VERSION = 2
 RESULTS_FILE = "results.sqlite"
 #: Environment variable naming the default workspace of every command that takes ``--workspace``.
 WORKSPACE_ENV = "SAIP_WORKSPACE"
@@ -50,6 +51,9 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("started_at", "TEXT NOT NULL"),
     ("ended_at", "TEXT NOT NULL"),
     ("scale", "REAL NOT NULL DEFAULT 1.0"),
+    # Columns added after version 1 need a DEFAULT: a migration adds them to rows that exist.
+    ("resumed", "INTEGER NOT NULL DEFAULT 0"),
+    ("resumed_from_step", "INTEGER NOT NULL DEFAULT 0"),
 )
 _NAMES = tuple(name for name, _ in _COLUMNS)
 _SCHEMA = (
@@ -242,25 +246,36 @@ class ResultsStore:
                 mode,
             )
         with self._write() as conn:
+            found = None
+            if _has_table(conn, "meta"):
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                found = int(row[0]) if row is not None else None
+            if found is not None and found > SCHEMA_VERSION:
+                raise SaipError(
+                    f"{self.path}: results schema version {found} is newer than this saip-bench supports "
+                    f"({SCHEMA_VERSION}); upgrade saip-bench"
+                )
             for statement in _SCHEMA:
                 conn.execute(statement)
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            # One transaction with the version bump: two processes opening an old store migrate it once.
+            present = {info[1] for info in conn.execute("PRAGMA table_info(records)")}
+            for name, decl in _COLUMNS:
+                if name not in present:
+                    conn.execute(f"ALTER TABLE records ADD COLUMN {name} {decl}")
+            if found is not None and found < SCHEMA_VERSION:
+                log.info(
+                    "%s: results schema migrated from version %d to %d", self.path, found, SCHEMA_VERSION
                 )
-                return
-            found = int(row[0])
-        if found > SCHEMA_VERSION:
-            raise SaipError(
-                f"{self.path}: results schema version {found} is newer than this saip-bench supports "
-                f"({SCHEMA_VERSION}); upgrade saip-bench"
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
             )
 
     @staticmethod
     def _to_record(row: tuple) -> EvalRecord:
         data = dict(zip(("id", *_NAMES), row, strict=True))
         data["metrics"] = json.loads(data["metrics"])
+        data["resumed"] = bool(data["resumed"])
         if data["primary_value"] is None:  # SQLite stores NaN as NULL
             data["primary_value"] = float("nan")
         return EvalRecord(**data)
@@ -270,6 +285,13 @@ class ResultsStore:
         if "not a database" in text or "malformed" in text:
             return SaipError(f"{self.path}: not a readable results database ({text})")
         return SaipError(f"{self.path}: results database error: {text}")
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return (
+        conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        is not None
+    )
 
 
 def _is_busy(err: sqlite3.OperationalError) -> bool:

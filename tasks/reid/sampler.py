@@ -5,6 +5,10 @@ shuffled into chunks of K (an identity with fewer than K images is topped up by 
 batch takes one chunk from each of P distinct identities that still have chunks, so an epoch sees every image
 about once. When fewer than P identities have chunks left, the exhausted ones are reshuffled and reused, which
 keeps the number of batches per epoch fixed (``len``) and known in advance.
+
+An epoch's batches are a pure function of ``(seed, epoch)``, and :meth:`PKSampler.set_start` begins an epoch
+at any batch (the skipped batches are drawn but not yielded, so no image is loaded for them): a fine-tune
+interrupted mid-epoch resumes at the same batch with the same identities.
 """
 
 from __future__ import annotations
@@ -44,12 +48,17 @@ class PKSampler(Sampler[list[int]]):
         self.p, self.k, self.seed = p, k, seed
         self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
+        self.start = 0
         chunks = sum(max(1, len(v) // k) for v in self.by_pid.values())
         self._batches = max(1, chunks // p // num_replicas) * num_replicas
 
     def set_epoch(self, epoch: int) -> None:
         """Reseed for ``epoch`` (the engine calls this at the start of every epoch)."""
         self.epoch = epoch
+
+    def set_start(self, batch: int) -> None:
+        """Begin the next iterations at this replica's batch ``batch`` of the epoch (0: the whole epoch)."""
+        self.start = int(batch)
 
     def __len__(self) -> int:
         return self._batches // self.num_replicas
@@ -66,6 +75,7 @@ class PKSampler(Sampler[list[int]]):
         rng = np.random.default_rng(self.seed + self.epoch)
         pids = sorted(self.by_pid)
         remaining = {pid: self._chunks(rng, pid) for pid in pids}
+        skip = self.start
         for batch_index in range(self._batches):
             avail = [pid for pid in pids if remaining[pid]]
             if len(avail) < self.p:
@@ -75,5 +85,9 @@ class PKSampler(Sampler[list[int]]):
                 avail = pids
             chosen = rng.choice(len(avail), size=self.p, replace=False)
             batch = [i for c in chosen for i in remaining[avail[c]].pop()]
-            if batch_index % self.num_replicas == self.rank:
-                yield batch
+            if batch_index % self.num_replicas != self.rank:
+                continue
+            if skip > 0:  # drawn like every batch, so the ones after it are the same
+                skip -= 1
+                continue
+            yield batch

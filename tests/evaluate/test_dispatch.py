@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 import saip_bench
+from saip_bench.datasets import DATASETS, DatasetSpec
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate import dispatch
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult, TaskAdapter
-from saip_bench.evaluate.protocols import PROTOCOLS, ProtocolSpec, load_recipe
+from saip_bench.evaluate.protocols import load_recipe
 from saip_bench.io import digest_obj
 from saip_bench.results import open_workspace_store
 
@@ -34,7 +35,7 @@ class FakeAdapter:
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeAdapter:
     adapter = FakeAdapter()
     assert isinstance(adapter, TaskAdapter)
-    monkeypatch.setattr(ProtocolSpec, "load_adapter", lambda self: adapter)
+    monkeypatch.setattr(DatasetSpec, "load_adapter", lambda self: adapter)
     return adapter
 
 
@@ -55,7 +56,7 @@ def test_records_have_the_right_fields(fake: FakeAdapter, data_root: Path, tmp_p
     [out] = _run(data_root, ws)
     assert out.status == "done" and out.protocol == "finetune"
     [rec] = open_workspace_store(ws).query()
-    spec = PROTOCOLS.get("market1501")
+    spec = DATASETS.get("market1501")
     resolved = load_recipe(spec.recipe_path(), "finetune", "smoke")
     assert rec.config_digest == digest_obj(resolved)
     assert (rec.task, rec.dataset, rec.protocol, rec.budget, rec.scale) == (
