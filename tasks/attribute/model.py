@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
+
+from saip_bench.tasks.attribute.losses import WeightedBCELoss
 
 
 class AttributeHead(nn.Module):
@@ -37,12 +40,27 @@ class AttributeHead(nn.Module):
 
 
 class AttributeModel(nn.Module):
-    """Backbone (anything whose ``forward(x)`` returns ``(B, D)``) followed by an :class:`AttributeHead`."""
+    """Backbone (anything whose ``forward(x)`` returns ``(B, D)``) followed by an :class:`AttributeHead`.
 
-    def __init__(self, backbone: nn.Module, head: AttributeHead) -> None:
+    The model owns its training loss, the positive-ratio weighted BCE (:class:`.losses.WeightedBCELoss`,
+    whose ratios of the training split move with the model and stay out of its checkpoints):
+    ``model(images, targets)`` returns the loss through the model's own forward, which is what a DDP wrapper
+    synchronises.
+    """
+
+    def __init__(
+        self, backbone: nn.Module, head: AttributeHead, *, pos_ratio: np.ndarray | torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.criterion = WeightedBCELoss(pos_ratio)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images))
+    def forward(
+        self, images: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """``(B, A)`` logits; with ``targets`` (``(B, A)`` 0/1 labels) ``{"loss": weighted BCE}`` instead."""
+        logits = self.head(self.backbone(images))
+        if targets is None:
+            return logits
+        return {"loss": self.criterion(logits.float(), targets)}

@@ -1,16 +1,13 @@
-"""Image side of text retrieval: transforms, the caption-pair and gallery datasets, feature extraction."""
+"""Image side of text retrieval: the caption-pair and gallery datasets."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from saip_bench.engine import ProgressFn
 from saip_bench.evaluate.images import read_rgb
 
 
@@ -49,26 +46,3 @@ class CaptionPairs(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         image = self.transform(read_rgb(self.paths[self.image_index[index]]))
         return image, self.tokens[index], self.labels[index]
-
-
-@torch.no_grad()
-def extract_features(
-    backbone: nn.Module,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    *,
-    device: torch.device | str,
-    progress: ProgressFn | None = None,
-    description: str = "features",
-) -> torch.Tensor:
-    """``(N, D)`` float32 features of ``backbone`` in eval mode over a :class:`GalleryImages` loader."""
-    backbone.eval()
-    device = torch.device(device)
-    feats = []
-    total = len(loader) if hasattr(loader, "__len__") else 0  # type: ignore[arg-type]
-    for i, (images, _) in enumerate(loader):
-        feats.append(backbone(images.to(device)).float().cpu())
-        if progress is not None:
-            progress(description, i + 1, total)
-    if not feats:
-        raise ValueError("no images to extract features from")
-    return torch.cat(feats)

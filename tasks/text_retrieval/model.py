@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saip_bench.evaluate.linear import apply_batched
+
 
 class RetrievalModel(nn.Module):
     """Image and text embeddings in a shared ``dim``-d space, plus an identity classifier on both.
@@ -15,7 +17,8 @@ class RetrievalModel(nn.Module):
         image_dim: width of the image features (the backbone's ``embed_dim``).
         dim: shared embedding width.
         num_classes: training identities for the ID loss (0: no classifier).
-        backbone: the image backbone (finetune); None when the model is fed cached features (linear).
+        backbone: the image backbone; None for a model only ever fed cached features. Either way a 2-D input
+            ``(B, image_dim)`` is taken as cached features (the linear probe's) and skips the backbone.
     """
 
     def __init__(
@@ -23,16 +26,22 @@ class RetrievalModel(nn.Module):
         backbone: nn.Module | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
-        self.backbone = backbone
         self.text = text_encoder
         self.image_proj = nn.Linear(image_dim, dim)
         self.text_proj = nn.Linear(int(text_encoder.embed_dim), dim)
         self.classifier = nn.Linear(dim, num_classes, bias=False) if num_classes > 0 else None
+        # Registered last: the head's parameters come first in the optimizer, as they always have.
+        self.backbone = backbone
 
     def embed_image(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (with a backbone) or cached ``(B, image_dim)`` features -> ``(B, dim)`` embeddings."""
-        feats = self.backbone(x) if self.backbone is not None else x
-        return self.image_proj(feats.float())
+        """``(B, dim)`` embeddings of ``(B, 3, H, W)`` images (through the backbone) or cached features."""
+        if x.ndim != 2:
+            if self.backbone is None:
+                raise ValueError(
+                    f"a model without backbone takes (B, image_dim) features, got {tuple(x.shape)}"
+                )
+            x = self.backbone(x)
+        return self.image_proj(x.float())
 
     def embed_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, L)`` token ids -> ``(B, dim)`` embeddings."""
@@ -48,8 +57,6 @@ class RetrievalModel(nn.Module):
         return image, text, self.classifier(image), self.classifier(text)
 
 
-@torch.no_grad()
 def embed_batched(fn, inputs: torch.Tensor, *, device: torch.device, batch_size: int = 256) -> torch.Tensor:
     """``fn`` over ``inputs`` in batches on ``device``; L2-normalised float32 rows on the CPU."""
-    out = [fn(inputs[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(inputs), batch_size)]
-    return F.normalize(torch.cat(out), dim=1)
+    return F.normalize(apply_batched(fn, inputs, device=device, batch_size=batch_size), dim=1)

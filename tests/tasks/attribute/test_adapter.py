@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from saip_bench.datasets import DATASETS
 from saip_bench.evaluate.adapter import EvalRequest, TaskAdapter
-from saip_bench.evaluate.protocols import PROTOCOLS, load_recipe
+from saip_bench.evaluate.protocols import load_recipe
 from saip_bench.tasks.attribute.adapter import AttributeAdapter
-from saip_bench.tasks.attribute.data import pa100k, render
+from saip_bench.tasks.attribute.data import render
 
 SIZE = (64, 32)  # tiny inputs: the tests check the plumbing and a learning signal, not accuracy
 
@@ -25,7 +26,7 @@ def big_pa100k(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixture
         stub = request.getfixturevalue("stub_renderer")
         if stub is not None:
             mp.setattr(render, "render_persons", stub)
-        pa100k.write_synth(out, ids=60, images=300, seed=5)
+        DATASETS.get("pa100k").write_synth(out, ids=60, images=300, seed=5)
     return out
 
 
@@ -35,16 +36,14 @@ def _backbone():
     return load_backbone("random:saip_vit_tiny_patch16", img_size=SIZE)
 
 
-def _request(
-    dataset: str, data_dir: Path, protocol: str, run_dir: Path, **recipe_changes: dict
-) -> EvalRequest:
-    recipe = copy.deepcopy(load_recipe(PROTOCOLS.get(dataset).recipe_path(), protocol, "smoke"))
-    recipe["eval"]["num_workers"] = 0
-    for section, values in recipe_changes.items():
-        recipe.setdefault(section, {}).update(values)
+def _request(dataset: str, data_dir: Path, protocol: str, run_dir: Path, *overrides: str) -> EvalRequest:
+    recipe = load_recipe(
+        DATASETS.get(dataset).recipe_path(), protocol, "smoke", task="attribute",
+        overrides=["data.workers=0", *overrides],
+    )  # fmt: skip
     return EvalRequest(
         task="attribute", dataset=dataset, data_dir=data_dir, protocol=protocol, budget="smoke",
-        recipe=recipe, img_size=SIZE, run_dir=run_dir, seed=0,
+        recipe=recipe, img_size=SIZE, run_dir=run_dir, seed=0, primary_metric="mA",
     )  # fmt: skip
 
 
@@ -52,7 +51,7 @@ def test_adapter_satisfies_the_protocol() -> None:
     adapter = AttributeAdapter()
     assert isinstance(adapter, TaskAdapter)
     for name in ("pa100k", "peta_zs"):
-        spec = PROTOCOLS.get(name)
+        spec = DATASETS.get(name)
         assert isinstance(spec.load_adapter(), AttributeAdapter)
         assert set(spec.protocols) <= set(adapter.protocols)
         assert spec.recipe_path().is_file()
@@ -76,10 +75,10 @@ def test_linear_probe_beats_chance_after_training(big_pa100k: Path, tmp_path: Pa
     adapter = AttributeAdapter()
     features = PooledPixels()
     untrained = adapter.run(
-        _request("pa100k", big_pa100k, "linear", tmp_path / "a", linear={"steps": 0}), features
+        _request("pa100k", big_pa100k, "linear", tmp_path / "a", "linear.steps=0"), features
     )
     trained = adapter.run(
-        _request("pa100k", big_pa100k, "linear", tmp_path / "b", linear={"steps": 200}), features
+        _request("pa100k", big_pa100k, "linear", tmp_path / "b", "linear.steps=200"), features
     )
     assert set(trained.metrics) == {"mA", "acc", "prec", "recall", "f1"}
     assert trained.primary_metric == "mA"
@@ -91,6 +90,7 @@ def test_linear_probe_beats_chance_after_training(big_pa100k: Path, tmp_path: Pa
     assert trained.metrics["f1"] > untrained.metrics["f1"]
     saved = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert saved["metrics"]["mA"] == pytest.approx(trained.primary_value)
+    assert saved["final_loss"] > 0
     assert set(torch.load(tmp_path / "b" / "linear_head.pt")) >= {"fc.weight", "fc.bias"}
 
 
@@ -98,7 +98,8 @@ def test_linear_probe_freezes_the_vit(peta_master: Path, tmp_path: Path) -> None
     backbone = _backbone()
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     result = AttributeAdapter().run(_request("peta_zs", peta_master, "linear", tmp_path), backbone)
-    assert 0.0 <= result.primary_value <= 100.0 and result.extra["feature_dim"] == 192
+    assert 0.0 <= result.primary_value <= 100.0
+    assert json.loads((tmp_path / "metrics.json").read_text())["feature_dim"] == 192
     assert all(not p.requires_grad for p in backbone.parameters())
     assert all(torch.equal(v, before[k]) for k, v in backbone.state_dict().items())
 
@@ -119,12 +120,11 @@ def test_finetune_smoke_runs_through_the_engine(peta_master: Path, tmp_path: Pat
 def test_unknown_recipe_key_and_protocol(peta_master: Path, tmp_path: Path) -> None:
     from saip_bench.errors import ConfigError
 
-    adapter = AttributeAdapter()
-    with pytest.raises(ConfigError, match="unknown key"):
-        adapter.run(_request("peta_zs", peta_master, "linear", tmp_path, linear={"stpes": 3}), _backbone())
+    with pytest.raises(ConfigError, match="unknown key 'linear.stpes'"):
+        _request("peta_zs", peta_master, "linear", tmp_path, "linear.stpes=3")
     request = _request("peta_zs", peta_master, "linear", tmp_path)
     with pytest.raises(ConfigError, match="frozen"):
-        adapter.run(EvalRequest(**{**request.__dict__, "protocol": "frozen"}), _backbone())
+        AttributeAdapter().run(dataclasses.replace(request, protocol="frozen"), _backbone())
 
 
 def test_dispatch_records_a_linear_probe_and_skips_the_rerun(peta_master: Path, tmp_path: Path) -> None:

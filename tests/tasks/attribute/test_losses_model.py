@@ -47,3 +47,14 @@ def test_head_and_model_shapes_and_gradients() -> None:
     weighted_bce(out, torch.randint(0, 2, (4, 5)).float(), torch.full((5,), 0.3)).backward()
     assert head.fc.weight.grad is not None and head.fc.weight.grad.abs().sum() > 0
     assert isinstance(AttributeHead(16, 5, bn=False).bn, torch.nn.Identity)
+
+
+def test_model_with_targets_returns_its_weighted_loss_and_keeps_the_ratios_out_of_its_state() -> None:
+    torch.manual_seed(0)
+    ratio = np.array([0.1, 0.5, 0.9], dtype=np.float32)
+    model = AttributeModel(torch.nn.Flatten(), AttributeHead(12, 3), pos_ratio=ratio)
+    images, targets = torch.randn(4, 3, 2, 2), torch.randint(0, 2, (4, 3)).float()
+    loss = model(images, targets)["loss"]
+    assert loss.item() == pytest.approx(weighted_bce(model(images), targets, torch.from_numpy(ratio)).item())
+    assert loss.item() != pytest.approx(weighted_bce(model(images), targets, None).item())
+    assert not any("ratio" in key for key in model.state_dict())

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from scipy.io import loadmat, savemat
 
+from saip_bench.datasets import DATASETS
 from saip_bench.errors import DataFormatError
 from saip_bench.evaluate.images import ImageReadError, eval_transform
 from saip_bench.synth.attributes import PA100K_ATTRIBUTES
-from saip_bench.tasks.attribute.data import load_attribute_set, pa100k
+from saip_bench.tasks.attribute.data import pa100k
 from saip_bench.tasks.attribute.images import AttributeImages
 
 
@@ -22,8 +23,8 @@ def test_attribute_names_match_the_generator() -> None:
 
 
 def test_write_synth_then_load(tmp_path: Path, rendered: list) -> None:
-    pa100k.write_synth(tmp_path / "PA-100K", ids=5, images=20, seed=1)
-    data = load_attribute_set("pa100k", tmp_path / "PA-100K")
+    DATASETS.get("pa100k").write_synth(tmp_path / "PA-100K", ids=5, images=20, seed=1)
+    data = DATASETS.get("pa100k").load(tmp_path / "PA-100K")
     assert {k: len(v) for k, v in data.partition.items()} == {
         "train": 16,
         "val": 2,
@@ -137,7 +138,7 @@ def test_write_synth_is_atomic_on_failure(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(render, "render_persons", broken)
     with pytest.raises(RuntimeError):
-        pa100k.write_synth(tmp_path / "PA-100K", ids=2, images=5, seed=0)
+        DATASETS.get("pa100k").write_synth(tmp_path / "PA-100K", ids=2, images=5, seed=0)
     assert not (tmp_path / "PA-100K").exists()
     assert not any(tmp_path.iterdir())
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from saip_bench.datasets import DATASETS
 from saip_bench.errors import DataFormatError
 from saip_bench.synth.attributes import PETA_ATTRIBUTES
-from saip_bench.tasks.attribute.data import load_attribute_set, peta_zs
+from saip_bench.tasks.attribute.data import peta_zs
 
 
 def _read(root: Path) -> dict:
@@ -33,8 +34,8 @@ def test_attribute_names_match_the_generator() -> None:
 
 def test_write_synth_then_load(tmp_path: Path, rendered: list) -> None:
     root = tmp_path / "PETA"
-    peta_zs.write_synth(root, ids=10, images=30, seed=2)
-    data = load_attribute_set("peta_zs", root)
+    DATASETS.get("peta_zs").write_synth(root, ids=10, images=30, seed=2)
+    data = DATASETS.get("peta_zs").load(root)
     assert len(rendered) == 30 and len(data.image_paths) == 30
     assert [p.name for p in data.image_paths] == [f"{i:05d}.png" for i in range(1, 31)]
     expected = np.array([[s.attributes[a] for a in peta_zs.ATTRIBUTES] for s in rendered], dtype=np.uint8)
