@@ -1,18 +1,14 @@
-"""The parsing task's adapter for ``saip evaluate``: protocols ``finetune`` and ``linear`` on LIP and CIHP.
+"""The parsing task for ``saip evaluate``: protocols ``finetune`` and ``linear`` on LIP and CIHP.
 
-``finetune`` trains backbone + pyramid + head; ``linear`` freezes the backbone and trains the pyramid and
-head (a dense "linear" probe: the backbone's features are fixed). Both train through
-:func:`saip_bench.engine.fit` with the recipe's pixel-wise loss (255 ignored; plain cross-entropy
-as the field trains, or OHEM / class-balanced CE, see :mod:`saip_bench.tasks.parsing.loss`) on the logits
-upsampled to the crop size.
+A :class:`~saip_bench.evaluate.task.Task`: the template checks, seeds, builds, trains through
+:func:`saip_bench.engine.fit` and packages the result; this file supplies the data, the model, the loss step
+and the evaluation. ``finetune`` trains backbone + pyramid + head; ``linear`` (the template's) freezes the
+backbone and trains the pyramid and head (a dense "linear" probe: the backbone's features are fixed). The loss
+is pixel-wise (255 ignored; plain cross-entropy as the field trains, or OHEM / class-balanced CE, see
+:mod:`saip_bench.tasks.parsing.loss`) on the logits upsampled to the crop size.
 
-Recipe keys this task reads (besides ``img_size``/``seed``, used by dispatch, and ``train``, the engine's)::
-
-    eval:     {batch_size: 8, num_workers: 4, flip: false, scales: [1.0]}
-    head:     {pyramid_channels: 256, head_channels: 256, dropout: 0.1}
-    loader:   {batch_size: 16}
-    augment:  {scale_range: [0.5, 2.0], flip: 0.5}
-    loss:     {name: ce, thresh: 0.7, min_kept: 100000, balance_c: 1.02}
+Recipe keys and their meaning: ``configs/evaluate/defaults/parsing.yaml`` (``data``, ``eval``, ``head``,
+``loader``, ``augment``, ``loss``); ``train`` is the engine's :class:`~saip_bench.engine.EngineConfig`.
 
 Evaluation letterboxes each image into the input size (aspect kept, as in training) and predicts at its
 original label resolution. ``eval.flip`` averages the logits with the mirrored image's (left/right classes
@@ -25,50 +21,28 @@ over the val set (see :mod:`saip_bench.tasks.parsing.metrics`): ``mIoU`` (primar
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader
 
-from saip_bench.engine import loader_workers, make_train_loader
+from saip_bench.datasets import DATASETS
+from saip_bench.engine import loader_workers
 from saip_bench.errors import ConfigError, DataFormatError
-from saip_bench.evaluate.adapter import EvalRequest, EvalResult, check_request
-from saip_bench.evaluate.protocols import LoaderSettings, recipe_settings, scaled_size
-from saip_bench.tasks.parsing.data import IGNORE_INDEX, ParsingSet, flip_permutation, load_parsing_set
+from saip_bench.evaluate.adapter import EvalRequest
+from saip_bench.evaluate.protocols import scaled_size
+from saip_bench.evaluate.task import Task
+from saip_bench.tasks.parsing.data import IGNORE_INDEX, ParsingSet, flip_permutation
 from saip_bench.tasks.parsing.images import ParsingImages, collate_eval, fit_size
-from saip_bench.tasks.parsing.loss import LossSettings, parsing_loss
+from saip_bench.tasks.parsing.loss import check_loss, parsing_loss
 from saip_bench.tasks.parsing.metrics import all_reduce_confusion, segmentation_metrics, update_confusion
 from saip_bench.tasks.parsing.model import ParsingModel
 
-log = logging.getLogger(__name__)
-
-PRIMARY_METRIC = "mIoU"
 SIZE_STEP = 32  # multi-scale sizes are rounded to the pyramid's coarsest stride
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    batch_size: int = 8
-    num_workers: int = 4
-    flip: bool = False
-    scales: tuple[float, ...] = (1.0,)
-
-
-@dataclass(frozen=True)
-class HeadSettings:
-    pyramid_channels: int = 256
-    head_channels: int = 256
-    dropout: float = 0.1
-
-
-@dataclass(frozen=True)
-class ParsingAugment:
-    scale_range: tuple[float, float] = (0.5, 2.0)
-    flip: float = 0.5
 
 
 @contextlib.contextmanager
@@ -139,108 +113,89 @@ def evaluate_split(
     return segmentation_metrics(all_reduce_confusion(conf), class_names)
 
 
-class ParsingAdapter:
+class ParsingAdapter(Task):
     """Human parsing on LIP and CIHP."""
 
-    task = "parsing"
+    name = "parsing"
     protocols = ("finetune", "linear")
+    backbone_prefix = "pyramid.backbone."  # the backbone sits inside the feature pyramid
+    min_batch = 2  # BatchNorm in the head
 
-    def run(self, request: EvalRequest, backbone: Any) -> EvalResult:
-        """Train as ``request.protocol`` says and evaluate on the val split (see module docstring)."""
-        check_request(self, request, needs_train=True)
-        settings = recipe_settings(request.recipe, "eval", EvalSettings)
-        head = recipe_settings(request.recipe, "head", HeadSettings)
-        loader_settings = recipe_settings(request.recipe, "loader", LoaderSettings)
-        augment = recipe_settings(request.recipe, "augment", ParsingAugment)
-        loss = recipe_settings(request.recipe, "loss", LossSettings)
-        if not settings.scales or any(float(s) <= 0 for s in settings.scales):
-            raise ConfigError(f"recipe eval.scales must be positive multiples, got {settings.scales}")
-        data = load_parsing_set(request.dataset, request.data_dir)
+    def check(self, request: EvalRequest) -> None:
+        """The template's checks, ``eval.scales`` and the ``loss`` section."""
+        super().check(request)
+        cfg = request.config
+        scales = list(cfg.eval.scales)
+        if not scales or any(float(s) <= 0 for s in scales):
+            raise ConfigError(f"recipe eval.scales must be positive multiples, got {scales}")
+        args = self._loss_args(request)
+        check_loss(args.pop("name"), **args)
+
+    def build_data(self, request: EvalRequest) -> ParsingSet:
+        """The dataset through the registry: a train and a val split of image/label pairs."""
+        data = DATASETS.get(request.dataset).load(request.data_dir)
         if len(data.train) < 1 or len(data.val) < 1:
             raise DataFormatError(request.data_dir, "parsing needs at least one train and one val image")
-        return self._train(request, backbone, data, settings, head, loader_settings, augment, loss)
+        return data
 
-    def build_model(self, backbone: Any, data: ParsingSet, head: HeadSettings, *, protocol: str, seed: int):
-        """The parsing network on ``backbone``, its new layers seeded by ``seed``."""
-        with torch.random.fork_rng(devices=[]):  # seeded new layers without resetting the caller's RNG
-            torch.manual_seed(seed)
-            return ParsingModel(
-                backbone, len(data.classes), pyramid_channels=head.pyramid_channels,
-                head_channels=head.head_channels, dropout=head.dropout, freeze_backbone=protocol == "linear",
-            )  # fmt: skip
+    def build_model(self, request: EvalRequest, backbone: Any, data: ParsingSet) -> ParsingModel:
+        """Backbone -> pyramid -> fusion head; the backbone frozen (and kept in eval mode) for ``linear``."""
+        head = request.config.head
+        return ParsingModel(
+            backbone, len(data.classes), pyramid_channels=int(head.pyramid_channels),
+            head_channels=int(head.head_channels), dropout=float(head.dropout),
+            freeze_backbone=request.protocol == "linear",
+        )  # fmt: skip
 
-    def _train(
-        self,
-        request: EvalRequest,
-        backbone: Any,
-        data: ParsingSet,
-        settings: EvalSettings,
-        head: HeadSettings,
-        loader_settings: LoaderSettings,
-        augment: ParsingAugment,
-        loss: LossSettings,
-    ) -> EvalResult:
-        from saip_bench.engine import EngineConfig, build_param_groups, fit
+    def train_set(self, request: EvalRequest, data: ParsingSet) -> ParsingImages:
+        """Training pairs with CE2P/SCHP's random scale, crop and left/right-swapping flip."""
+        augment = request.config.augment
+        return ParsingImages(
+            data.train.images, data.train.labels, self._size(request), train=True,
+            scale_range=tuple(float(v) for v in augment.scale_range), flip=float(augment.flip),
+            seed=request.seed,
+        )  # fmt: skip
 
-        config = EngineConfig.from_dict(request.recipe["train"])
+    def train_step(
+        self, request: EvalRequest, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """The recipe's pixel-wise loss on the logits upsampled to the crop."""
+        images, targets = batch
+        logits = model(images).float()
+        logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
+        return {"loss": parsing_loss(logits, targets, **self._loss_args(request))}
+
+    def evaluate(self, request: EvalRequest, model: nn.Module, data: ParsingSet) -> dict[str, float]:
+        """Val-split metrics with the recipe's flip and scales (see module docstring)."""
+        cfg = request.config
         device = torch.device(request.device)
-        model = self.build_model(backbone, data, head, protocol=request.protocol, seed=request.seed).to(
-            device
-        )
-        img_size = tuple(int(v) for v in request.img_size)
-        train_set = ParsingImages(
-            data.train.images, data.train.labels, img_size, train=True,
-            scale_range=tuple(augment.scale_range), flip=augment.flip, seed=request.seed,
-        )  # fmt: skip
-        train_loader = make_train_loader(  # at least 2 samples: BatchNorm in the head
-            train_set, batch_size=loader_settings.batch_size, seed=request.seed, min_batch=2,
-            num_workers=settings.num_workers, device=device,
-        )  # fmt: skip
-        val_loader = self.val_loader(data, img_size, settings, device)
+        size = self._size(request)
         predictor = Predictor(
-            model, img_size, flip=settings.flip, scales=tuple(float(s) for s in settings.scales)
-        )
-
-        def step_fn(train_model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict:
-            images, targets = batch
-            logits = train_model(images).float()
-            logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
-            return {"loss": parsing_loss(logits, targets, loss)}
-
-        def evaluate_fn(eval_model: torch.nn.Module) -> dict[str, float]:
-            return evaluate_split(predictor, val_loader, len(data.classes), data.classes, device)
-
-        groups = build_param_groups(
-            model, lr=config.lr, weight_decay=config.weight_decay, layer_decay=config.layer_decay,
-            backbone_lr_mult=config.backbone_lr_mult, backbone_prefix=ParsingModel.backbone_prefix,
-        )  # fmt: skip
-        result = fit(
-            model, train_loader, step_fn, config=config, run_dir=request.run_dir, device=device,
-            evaluate_fn=evaluate_fn, primary_metric=PRIMARY_METRIC, best="max", param_groups=groups,
-            resume=request.resume, progress=request.progress, seed=request.seed,
-        )  # fmt: skip
-        metrics = {k: float(v) for k, v in result.metrics.items()}
-        log.info(
-            "%s %s: mIoU %.2f (epoch %d)",
-            request.dataset, request.protocol, metrics[PRIMARY_METRIC], result.selected_epoch,
-        )  # fmt: skip
-        return EvalResult(
-            metrics=metrics,
-            primary_metric=PRIMARY_METRIC,
-            extra={
-                "train_images": len(train_set), "val_images": len(data.val),
-                "selected_epoch": result.selected_epoch, "best_epoch": result.best_epoch,
-                "flip": settings.flip, "scales": list(settings.scales),
-            },
-        )  # fmt: skip
-
-    @staticmethod
-    def val_loader(
-        data: ParsingSet, img_size: tuple[int, int], settings: EvalSettings, device: torch.device
-    ) -> DataLoader:
-        """The val split resized to ``img_size``, labels at their own resolution (a list per batch)."""
-        return DataLoader(
-            ParsingImages(data.val.images, data.val.labels, img_size, train=False),
-            batch_size=settings.batch_size, num_workers=loader_workers(settings.num_workers),
+            model, size, flip=bool(cfg.eval.flip), scales=tuple(float(s) for s in cfg.eval.scales)
+        )  # type: ignore[arg-type]
+        loader = DataLoader(
+            ParsingImages(data.val.images, data.val.labels, size, train=False),
+            batch_size=int(cfg.eval.batch_size), num_workers=loader_workers(int(cfg.data.workers)),
             collate_fn=collate_eval, pin_memory=device.type == "cuda",
         )  # fmt: skip
+        return evaluate_split(predictor, loader, len(data.classes), data.classes, device)
+
+    def describe(self, request: EvalRequest, data: ParsingSet) -> dict[str, Any]:
+        cfg = request.config.eval
+        return {
+            "train_images": len(data.train), "val_images": len(data.val), "flip": bool(cfg.flip),
+            "scales": [float(s) for s in cfg.scales],
+        }  # fmt: skip
+
+    @staticmethod
+    def _size(request: EvalRequest) -> tuple[int, int]:
+        return int(request.img_size[0]), int(request.img_size[1])
+
+    @staticmethod
+    def _loss_args(request: EvalRequest) -> dict[str, Any]:
+        """The ``loss`` section as :func:`~saip_bench.tasks.parsing.loss.parsing_loss`'s keywords."""
+        loss = request.config.loss
+        return {
+            "name": str(loss.name), "thresh": float(loss.thresh), "min_kept": int(loss.min_kept),
+            "balance_c": float(loss.balance_c),
+        }  # fmt: skip

@@ -19,8 +19,6 @@ background (most pixels) gets a weight near 1, a part filling 1% of the pixels a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
@@ -30,31 +28,26 @@ from saip_bench.tasks.parsing.data import IGNORE_INDEX
 LOSSES = ("ce", "ohem", "balanced")
 
 
-@dataclass(frozen=True)
-class LossSettings:
-    """The recipe's ``loss`` section.
+def check_loss(name: str, *, thresh: float, min_kept: int, balance_c: float) -> None:
+    """Refuse a ``loss`` section :func:`parsing_loss` cannot run (before any data is read).
 
-    Attributes:
+    Args:
         name: ``"ce"``, ``"ohem"`` or ``"balanced"``.
-        thresh: OHEM keeps pixels whose true-class probability is below this.
-        min_kept: OHEM keeps at least this many pixels per image.
-        balance_c: the constant ``c`` of the balanced weights ``1 / ln(c + f)``: ENet's 1.02 caps the weight
-            ratio at ~50; a larger ``c`` balances more gently (1.1: ~10).
+        thresh: OHEM keeps pixels whose true-class probability is below this, in ``(0, 1]``.
+        min_kept: OHEM keeps at least this many pixels per image, at least 1.
+        balance_c: the constant ``c`` of the balanced weights ``1 / ln(c + f)``, above 1: ENet's 1.02 caps the
+            weight ratio at ~50; a larger ``c`` balances more gently (1.1: ~10).
+
+    Raises:
+        ConfigError: an unknown name or a value out of its range.
     """
-
-    name: str = "ce"  # "ce" | "ohem" | "balanced"
-    thresh: float = 0.7
-    min_kept: int = 100000
-    balance_c: float = 1.02
-
-    def __post_init__(self) -> None:
-        if self.name not in LOSSES:
-            raise ConfigError(f"recipe loss.name must be one of {', '.join(LOSSES)}, not {self.name!r}")
-        if not 0.0 < self.thresh <= 1.0 or self.min_kept < 1 or self.balance_c <= 1.0:
-            raise ConfigError(
-                "recipe loss needs 0 < thresh <= 1, min_kept >= 1 and balance_c > 1, got "
-                f"{self.thresh}, {self.min_kept}, {self.balance_c}"
-            )
+    if name not in LOSSES:
+        raise ConfigError(f"recipe loss.name must be one of {', '.join(LOSSES)}, not {name!r}")
+    if not 0.0 < thresh <= 1.0 or min_kept < 1 or balance_c <= 1.0:
+        raise ConfigError(
+            f"recipe loss needs 0 < thresh <= 1, min_kept >= 1 and balance_c > 1, got {thresh}, {min_kept}, "
+            f"{balance_c}"
+        )
 
 
 def ohem_mask(logits: torch.Tensor, targets: torch.Tensor, thresh: float, min_kept: int) -> torch.Tensor:
@@ -86,14 +79,23 @@ def balanced_weights(targets: torch.Tensor, num_classes: int, c: float = 1.02) -
     return 1.0 / torch.log(c + freq)
 
 
-def parsing_loss(logits: torch.Tensor, targets: torch.Tensor, settings: LossSettings) -> torch.Tensor:
-    """The mean loss ``settings`` names of ``(B, C, H, W)`` logits against ``(B, H, W)`` targets."""
-    if settings.name == "ohem":
-        keep = ohem_mask(logits, targets, settings.thresh, settings.min_kept)
+def parsing_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    name: str = "ce",
+    thresh: float = 0.7,
+    min_kept: int = 100000,
+    balance_c: float = 1.02,
+) -> torch.Tensor:
+    """The mean loss ``name`` of ``(B, C, H, W)`` logits against ``(B, H, W)`` targets (see module docstring;
+    the other arguments are :func:`check_loss`'s)."""
+    if name == "ohem":
+        keep = ohem_mask(logits, targets, thresh, min_kept)
         targets = targets.masked_fill(~keep, IGNORE_INDEX)
     if not (targets != IGNORE_INDEX).any():  # an all-padding crop: no pixel to learn from (CE would be NaN)
         return logits.sum() * 0.0
     weight = None
-    if settings.name == "balanced":
-        weight = balanced_weights(targets, logits.shape[1], settings.balance_c)
+    if name == "balanced":
+        weight = balanced_weights(targets, logits.shape[1], balance_c)
     return F.cross_entropy(logits, targets, weight=weight, ignore_index=IGNORE_INDEX)

@@ -55,9 +55,6 @@ class ParsingModel(nn.Module):
             and head train).
     """
 
-    #: parameter-name prefix of the backbone (for the engine's layer decay / backbone lr multiplier)
-    backbone_prefix = "pyramid.backbone."
-
     def __init__(
         self,
         backbone: nn.Module,

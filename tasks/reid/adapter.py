@@ -1,27 +1,35 @@
-"""The re-ID task adapter: ``finetune`` (BNNeck, ID + triplet losses, P x K batches) and ``frozen`` retrieval.
+"""The re-ID task: ``finetune`` (BNNeck, ID + triplet losses, P x K batches) and ``frozen`` retrieval.
 
-Recipe keys (see ``configs/evaluate/reid_*.yaml``): ``data`` (mean, std, workers), ``eval`` (batch_size,
-flip, distance, feat, rerank, max_rank, max_query, max_gallery), ``sampler`` (p, k), ``augment`` (flip, pad,
-erasing), ``loss`` (id_weight, triplet_weight, smoothing, margin), ``train`` (the engine's keys).
+A :class:`~saip_bench.evaluate.task.Task`: the template checks, seeds, builds, trains and packages the
+result; this file supplies the re-ID data (train list, query/gallery subset), the model (backbone + BNNeck),
+the P x K training loader, the loss step and the retrieval metrics. ``frozen`` is the template's own: the
+model as built (no classifier) ranks the gallery with the backbone's feature.
+
+Recipe keys and their meaning: ``configs/evaluate/defaults/reid.yaml`` (``data``, ``eval``, ``sampler``,
+``augment``, ``loss``); ``train`` is the engine's :class:`~saip_bench.engine.EngineConfig`.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch import nn
 
-from saip_bench.engine import EngineConfig, fit, loader_workers
+from saip_bench.datasets import DATASETS
+from saip_bench.engine import make_train_loader
+from saip_bench.engine.distributed import rank, world_size
 from saip_bench.errors import ConfigError
-from saip_bench.evaluate.adapter import EvalRequest, EvalResult
-from saip_bench.evaluate.images import IMAGENET_MEAN, IMAGENET_STD
+from saip_bench.evaluate.adapter import EvalRequest
+from saip_bench.evaluate.task import Task
 from saip_bench.tasks.reid.dataset import ReidImages, build_transforms
-from saip_bench.tasks.reid.evaluation import evaluate_model, subset_eval
+from saip_bench.tasks.reid.evaluation import DISTANCES, evaluate_model, subset_eval
 from saip_bench.tasks.reid.losses import id_loss, triplet_loss
-from saip_bench.tasks.reid.model import ReidModel
+from saip_bench.tasks.reid.model import FEATURES, ReidModel
 from saip_bench.tasks.reid.sampler import PKSampler
 
 if TYPE_CHECKING:
@@ -29,155 +37,99 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOADERS = {
-    "market1501": "saip_bench.tasks.reid.data.market1501:load_market1501",
-    "msmt17": "saip_bench.tasks.reid.data.msmt17:load_msmt17",
-}
-SECTIONS: dict[str, dict[str, Any]] = {
-    "data": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "workers": 4},
-    "eval": {
-        "batch_size": 128,
-        "flip": True,
-        "distance": "euclidean",
-        "feat": "bn",
-        "rerank": False,
-        "max_rank": 50,
-        "max_query": None,
-        "max_gallery": None,
-    },
-    "sampler": {"p": 16, "k": 4},
-    "augment": {"flip": 0.5, "pad": 10, "erasing": 0.5},
-    "loss": {"id_weight": 1.0, "triplet_weight": 1.0, "smoothing": 0.1, "margin": 0.3},
-}
-_TOP = {"img_size", "seed", "protocol", "budget", "train", "task", "dataset", *SECTIONS}
+Item = tuple[Path, int, int]
 
 
-def recipe_section(recipe: dict[str, Any], name: str) -> dict[str, Any]:
-    """One recipe section over its defaults; an unknown key is a :class:`ConfigError`."""
-    given = recipe.get(name) or {}
-    unknown = sorted(set(given) - set(SECTIONS[name]))
-    if unknown:
-        raise ConfigError(
-            f"re-ID recipe section {name!r}: unknown key(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(SECTIONS[name])}"
-        )
-    return {**SECTIONS[name], **given}
+@dataclass(frozen=True)
+class ReidData:
+    """What a re-ID run reads: the training list and the (possibly subset) query and gallery lists."""
+
+    train: list[Item]
+    query: list[Item]
+    gallery: list[Item]
+
+    @property
+    def num_ids(self) -> int:
+        """Training identities (the classifier's width)."""
+        return len({int(pid) for _, pid, _ in self.train})
 
 
-def load_splits(dataset: str, root: Any) -> Any:
-    """The dataset's :class:`ReidSplits` (train / query / gallery lists of ``(path, pid, camid)``)."""
-    if dataset not in LOADERS:
-        raise ConfigError(f"re-ID has no loader for {dataset!r}; valid: {', '.join(LOADERS)}")
-    module, _, attr = LOADERS[dataset].partition(":")
-    return getattr(importlib.import_module(module), attr)(root)
+class ReidAdapter(Task):
+    """Person re-identification on Market-1501 and MSMT17: mAP / R1 / R5 / R10 in percent."""
 
-
-class ReidAdapter:
-    """Person re-identification on Market-1501 and MSMT17."""
-
-    task = "reid"
+    name = "reid"
     protocols = ("finetune", "frozen")
 
-    def run(self, request: EvalRequest, backbone: Backbone) -> EvalResult:
-        """Fine-tune (or not) ``backbone`` and return mAP / R1 / R5 / R10 in percent."""
-        recipe = request.recipe
-        unknown = sorted(set(recipe) - _TOP)
-        if unknown:
-            raise ConfigError(f"re-ID recipe: unknown key(s) {', '.join(unknown)}")
-        if request.protocol not in self.protocols:
-            raise ConfigError(
-                f"re-ID supports protocols {', '.join(self.protocols)}, not {request.protocol!r}"
-            )
-        data, ev = recipe_section(recipe, "data"), recipe_section(recipe, "eval")
-        device = torch.device(request.device)
-        splits = load_splits(request.dataset, request.data_dir)
+    def check(self, request: EvalRequest) -> None:
+        """The template's checks, and the ``eval`` choices the run would otherwise reject late."""
+        super().check(request)
+        cfg = request.config.eval
+        if cfg.distance not in DISTANCES:
+            valid = ", ".join(DISTANCES)
+            raise ConfigError(f"re-ID eval.distance must be one of {valid}, not {cfg.distance!r}")
+        if cfg.feat not in FEATURES:
+            raise ConfigError(f"re-ID eval.feat must be one of {', '.join(FEATURES)}, not {cfg.feat!r}")
+
+    def build_data(self, request: EvalRequest) -> ReidData:
+        """The dataset's splits through the registry; smoke budgets cut query/gallery (``eval.max_*``)."""
+        splits = DATASETS.get(request.dataset).load(request.data_dir)
+        cfg = request.config.eval
         query, gallery = subset_eval(
-            splits.query,
-            splits.gallery,
-            max_query=ev["max_query"],
-            max_gallery=ev["max_gallery"],
+            splits.query, splits.gallery, max_query=cfg.max_query, max_gallery=cfg.max_gallery,
             seed=request.seed,
-        )
+        )  # fmt: skip
+        return ReidData(list(splits.train), query, gallery)
 
-        def evaluate_fn(model: torch.nn.Module) -> dict[str, float]:
-            return evaluate_model(
-                model,
-                query,
-                gallery,
-                img_size=request.img_size,
-                device=device,
-                distance=ev["distance"],
-                rerank=bool(ev["rerank"]),
-                flip=bool(ev["flip"]),
-                batch_size=int(ev["batch_size"]),
-                workers=int(data["workers"]),
-                max_rank=int(ev["max_rank"]),
-                mean=data["mean"],
-                std=data["std"],
-                progress=request.progress,
-            )
+    def build_model(self, request: EvalRequest, backbone: Backbone, data: ReidData) -> nn.Module:
+        """Backbone + BNNeck; a classifier over the training identities only when the protocol trains."""
+        classes = data.num_ids if request.protocol == "finetune" else 0
+        return ReidModel(backbone, backbone.embed_dim, classes, feat=str(request.config.eval.feat))
 
-        extra: dict[str, Any] = {
-            "train_images": len(splits.train),
-            "query": len(query),
-            "gallery": len(gallery),
-        }
-        torch.manual_seed(request.seed)
-        if request.protocol == "frozen":
-            backbone.requires_grad_(False)
-            model = ReidModel(backbone, backbone.embed_dim, 0, feat="pre").to(device)
-            return EvalResult(evaluate_fn(model), "mAP", extra)
+    def train_set(self, request: EvalRequest, data: ReidData) -> ReidImages:
+        """Training crops with TransReID's augmentation, pids relabelled ``0..num_ids-1``."""
+        cfg = request.config
+        transform = build_transforms(
+            request.img_size, train=True, mean=list(cfg.data.mean), std=list(cfg.data.std),
+            flip=float(cfg.augment.flip), pad=int(cfg.augment.pad), erasing=float(cfg.augment.erasing),
+        )  # fmt: skip
+        return ReidImages(data.train, transform, relabel=True)
 
-        sampler_cfg, aug = recipe_section(recipe, "sampler"), recipe_section(recipe, "augment")
-        loss_cfg = recipe_section(recipe, "loss")
-        config = EngineConfig.from_dict(recipe.get("train") or {}, source="re-ID recipe train section")
-        transform = build_transforms(request.img_size, train=True, mean=data["mean"], std=data["std"], **aug)
-        train_set = ReidImages(splits.train, transform, relabel=True)
-        p = int(sampler_cfg["p"])
+    def train_loader(self, request: EvalRequest, data: ReidData) -> Iterable[Any]:
+        """P x K batches (``sampler.p`` identities, ``sampler.k`` images each), split across DDP ranks."""
+        train_set = self.train_set(request, data)
+        p = int(request.config.sampler.p)
         if train_set.num_ids < p:
-            log.warning(
-                "P=%d but only %d training identities: using P=%d", p, train_set.num_ids, train_set.num_ids
-            )
+            log.warning("P=%d but only %d training identities: using all", p, train_set.num_ids)
             p = train_set.num_ids
-        world, rank = 1, 0
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
         sampler = PKSampler(
-            train_set.labels, p=p, k=int(sampler_cfg["k"]), seed=request.seed, num_replicas=world, rank=rank
-        )
-        loader = DataLoader(
-            train_set,
-            batch_sampler=sampler,
-            num_workers=loader_workers(data["workers"]),
-            pin_memory=device.type == "cuda",
-            persistent_workers=loader_workers(data["workers"]) > 0,
-        )
-        model = ReidModel(backbone, backbone.embed_dim, train_set.num_ids, feat=str(ev["feat"])).to(device)
-        backbone.requires_grad_(True)
-        margin = loss_cfg["margin"]
+            train_set.labels, p=p, k=int(request.config.sampler.k), seed=request.seed,
+            num_replicas=world_size(), rank=rank(),
+        )  # fmt: skip
+        return make_train_loader(  # seeded per-sample augmentation: the batches resume exactly
+            train_set, batch_size=sampler.p * sampler.k, batch_sampler=sampler, seed=request.seed,
+            num_workers=int(request.config.data.workers), device=request.device, persistent_workers=True,
+        )  # fmt: skip
 
-        def step_fn(net: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
-            images, labels = batch[0], batch[1]
-            logits, feat = net(images)
-            l_id = id_loss(logits, labels, smoothing=float(loss_cfg["smoothing"]))
-            l_tri = triplet_loss(feat, labels, margin=None if margin is None else float(margin))
-            total = float(loss_cfg["id_weight"]) * l_id + float(loss_cfg["triplet_weight"]) * l_tri
-            return {"loss": total, "id": l_id.detach(), "triplet": l_tri.detach()}
+    def train_step(self, request: EvalRequest, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        """``id_weight`` x label-smoothed ID loss + ``triplet_weight`` x batch-hard triplet loss."""
+        cfg = request.config.loss
+        images, labels = batch[0], batch[1]
+        logits, feat = model(images)
+        l_id = id_loss(logits, labels, smoothing=float(cfg.smoothing))
+        l_tri = triplet_loss(feat, labels, margin=None if cfg.margin is None else float(cfg.margin))
+        total = float(cfg.id_weight) * l_id + float(cfg.triplet_weight) * l_tri
+        return {"loss": total, "id": l_id.detach(), "triplet": l_tri.detach()}
 
-        result = fit(
-            model,
-            loader,
-            step_fn,
-            config=config,
-            run_dir=request.run_dir,
-            device=device,
-            evaluate_fn=evaluate_fn,
-            primary_metric="mAP",
-            best="max",
-            resume=request.resume,
+    def evaluate(self, request: EvalRequest, model: nn.Module, data: ReidData) -> dict[str, float]:
+        """Rank the gallery for every query (flip-averaged features, ``eval.distance``, optional rerank)."""
+        cfg = request.config
+        return evaluate_model(
+            model, data.query, data.gallery, img_size=request.img_size, device=torch.device(request.device),
+            distance=str(cfg.eval.distance), rerank=bool(cfg.eval.rerank), flip=bool(cfg.eval.flip),
+            batch_size=int(cfg.eval.batch_size), workers=int(cfg.data.workers),
+            max_rank=int(cfg.eval.max_rank), mean=list(cfg.data.mean), std=list(cfg.data.std),
             progress=request.progress,
-        )
-        extra.update(
-            selected_epoch=result.selected_epoch, best_epoch=result.best_epoch, history=result.history
-        )
-        return EvalResult(result.metrics, "mAP", extra)
+        )  # fmt: skip
+
+    def describe(self, request: EvalRequest, data: ReidData) -> dict[str, Any]:
+        return {"train_images": len(data.train), "query": len(data.query), "gallery": len(data.gallery)}

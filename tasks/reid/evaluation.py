@@ -1,64 +1,27 @@
-"""Re-ID evaluation of a model: flip-averaged features, Euclidean or cosine distances, optional re-ranking."""
+"""Re-ID evaluation of a model: flip-averaged features, Euclidean or cosine distances, optional re-ranking.
+
+The features come from the suite's one extractor, :func:`saip_bench.evaluate.linear.extract_features`
+(bfloat16 autocast on CUDA, query and gallery split across the ranks under DDP).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
-from saip_bench.engine import ProgressFn, loader_workers
+from saip_bench.engine import ProgressFn
+from saip_bench.evaluate.linear import extract_features
 from saip_bench.tasks.reid.dataset import ReidImages, build_transforms
 from saip_bench.tasks.reid.metrics import evaluate_rank, rank_metrics
 
 Item = tuple[Path, int, int]
 DISTANCES = ("euclidean", "cosine")
-
-
-@torch.no_grad()
-def extract_features(
-    model: nn.Module,
-    items: Sequence[Item],
-    *,
-    img_size: tuple[int, int],
-    device: torch.device,
-    batch_size: int = 128,
-    workers: int = 0,
-    flip: bool = True,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    progress: ProgressFn | None = None,
-    label: str = "features",
-) -> torch.Tensor:
-    """``(N, D)`` float32 CPU features of ``items``; with ``flip``, averaged with the mirrored image's."""
-    kwargs = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
-    dataset = ReidImages(items, build_transforms(img_size, train=False, **kwargs))
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=loader_workers(workers),
-        pin_memory=device.type == "cuda",
-    )
-    was_training = model.training
-    model.eval()
-    out = []
-    use_amp = device.type == "cuda"
-    for i, (images, _, _, _) in enumerate(loader):
-        images = images.to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            feat = model(images).float()
-            if flip:
-                feat = (feat + model(torch.flip(images, dims=[3])).float()) / 2
-        out.append(feat.cpu())
-        if progress is not None:
-            progress(label, i + 1, len(loader))
-    model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, 0)
 
 
 def distance_matrix(query: torch.Tensor, gallery: torch.Tensor, metric: str = "euclidean") -> torch.Tensor:
@@ -117,18 +80,13 @@ def evaluate_model(
     progress: ProgressFn | None = None,
 ) -> dict[str, float]:
     """Rank the gallery for every query and return ``mAP``, ``R1``, ``R5``, ``R10`` in percent."""
-    common = dict(
-        img_size=img_size,
-        device=device,
-        batch_size=batch_size,
-        workers=workers,
-        flip=flip,
-        mean=mean,
-        std=std,
-        progress=progress,
+    kwargs = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
+    transform = build_transforms(img_size, train=False, **kwargs)
+    common: dict[str, Any] = dict(
+        device=device, batch_size=batch_size, workers=workers, flip=flip, amp=True, progress=progress
     )
-    qf = extract_features(model, query, label="query features", **common)
-    gf = extract_features(model, gallery, label="gallery features", **common)
+    qf = extract_features(model, ReidImages(query, transform), description="query features", **common)
+    gf = extract_features(model, ReidImages(gallery, transform), description="gallery features", **common)
     distmat = distance_matrix(qf, gf, distance)
     if rerank:
         from saip_bench.tasks.reid.rerank import re_ranking

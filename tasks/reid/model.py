@@ -10,6 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: What :meth:`ReidModel.forward` can return in eval mode: the BNNeck feature or the backbone's own.
+FEATURES = ("bn", "pre")
+
 
 class ReidModel(nn.Module):
     """Backbone plus BNNeck head.
@@ -23,8 +26,8 @@ class ReidModel(nn.Module):
 
     def __init__(self, backbone: nn.Module, embed_dim: int, num_classes: int, *, feat: str = "bn") -> None:
         super().__init__()
-        if feat not in ("bn", "pre"):
-            raise ValueError(f"feat must be 'bn' or 'pre', not {feat!r}")
+        if feat not in FEATURES:
+            raise ValueError(f"feat must be one of {', '.join(FEATURES)}, not {feat!r}")
         self.backbone = backbone
         self.feat = feat
         self.bottleneck = nn.BatchNorm1d(embed_dim)

@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from saip_bench.datasets import DATASETS
 from saip_bench.errors import ConfigError
-from saip_bench.evaluate.adapter import EvalRequest
 from saip_bench.tasks.parsing.adapter import ParsingAdapter
 from saip_bench.tasks.parsing.data import IGNORE_INDEX, lip
 from saip_bench.tasks.parsing.images import ParsingImages, fit_size, letterbox
-from saip_bench.tasks.parsing.loss import LossSettings, balanced_weights, ohem_mask, parsing_loss
+from saip_bench.tasks.parsing.loss import balanced_weights, check_loss, ohem_mask, parsing_loss
 
 
 def test_letterbox_keeps_the_aspect_and_crops_back_to_the_label() -> None:
@@ -60,28 +60,30 @@ def test_balanced_weights_and_ohem() -> None:
     logits[0, 0] = 5.0  # every pixel confidently background: only the part pixel is hard
     keep = ohem_mask(logits, targets, thresh=0.7, min_kept=1)
     assert keep.sum() == 1 and keep[0, 0, 0]
-    assert parsing_loss(logits, torch.full_like(targets, IGNORE_INDEX), LossSettings("ohem")) == 0
+    assert parsing_loss(logits, torch.full_like(targets, IGNORE_INDEX), name="ohem") == 0
     for name in ("ce", "ohem", "balanced"):
-        assert torch.isfinite(parsing_loss(logits, targets, LossSettings(name, min_kept=5)))
+        assert torch.isfinite(parsing_loss(logits, targets, name=name, min_kept=5))
+    # ce is plain cross-entropy over the labelled pixels
+    expected = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
+    torch.testing.assert_close(parsing_loss(logits, targets, name="ce"), expected)
 
 
-def test_smoke_training_beats_the_untrained_head(tmp_path: Path) -> None:
+def test_smoke_training_beats_the_untrained_head(tmp_path: Path, parsing_request) -> None:
     """A short linear run with balanced CE learns part classes: mIoU above the untrained (lr 0) head's."""
     from saip_bench.backbones import load_backbone
 
     root = tmp_path / lip.FOLDER
-    lip.write_synth(root, ids=4, images=24, seed=0)
+    DATASETS.get("lip").write_synth(root, ids=4, images=24, seed=0)
     size = (64, 64)
 
     def run(lr: float) -> dict[str, float]:
         recipe = {
             "head": {"pyramid_channels": 32, "head_channels": 32}, "loader": {"batch_size": 6},
-            "eval": {"batch_size": 6, "num_workers": 0}, "augment": {"scale_range": [0.8, 1.25]},
+            "data": {"workers": 0}, "eval": {"batch_size": 6}, "augment": {"scale_range": [0.8, 1.25]},
             "loss": {"name": "balanced"}, "train": {"epochs": 10, "lr": lr, "weight_decay": 0.0},
         }  # fmt: skip
-        torch.manual_seed(0)
         backbone = load_backbone("random:saip_vit_tiny_patch16", img_size=size)
-        request = EvalRequest("parsing", "lip", root, "linear", "smoke", recipe, size, tmp_path / f"run{lr}")
+        request = parsing_request(root, tmp_path / f"run{lr}", "linear", recipe, size)
         return ParsingAdapter().run(request, backbone).metrics
 
     untrained, trained = run(0.0), run(3e-3)
@@ -91,7 +93,11 @@ def test_smoke_training_beats_the_untrained_head(tmp_path: Path) -> None:
 
 
 def test_bad_loss_settings_are_config_errors() -> None:
+    good = {"thresh": 0.7, "min_kept": 10, "balance_c": 1.02}
+    check_loss("ohem", **good)  # no error
     with pytest.raises(ConfigError, match="loss.name"):
-        LossSettings("focal")
+        check_loss("focal", **good)
     with pytest.raises(ConfigError, match="balance_c"):
-        LossSettings("balanced", balance_c=1.0)
+        check_loss("balanced", **{**good, "balance_c": 1.0})
+    with pytest.raises(ConfigError, match="thresh"):
+        check_loss("ohem", **{**good, "thresh": 0.0})
