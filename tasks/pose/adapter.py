@@ -1,18 +1,12 @@
-"""The pose task's adapter for ``saip evaluate``: COCO-Keypoints and COCO-WholeBody, top-down, through mmpose.
+"""The pose task for ``saip evaluate``: COCO-Keypoints and COCO-WholeBody, top-down, through mmpose.
 
 Protocols: ``finetune`` trains backbone + head (layer-wise lr decay on the backbone's ``blocks.N``);
-``linear`` freezes the backbone and trains only the neck + head. Both train through
-:func:`saip_bench.engine.fit` and evaluate with the flip test on ground-truth boxes, or on detected
-boxes when ``eval.bbox_file`` names a COCO detection-results json.
+``linear`` freezes the backbone and trains only the neck + head. Both train through the task template
+(:class:`saip_bench.evaluate.task.Task`) and the engine, and evaluate with the flip test on ground-truth
+boxes, or on detected boxes when ``eval.bbox_file`` names a COCO detection-results json.
 
-Recipe keys this task reads (besides ``img_size``/``seed``, used by dispatch, and ``train``, the engine's)::
-
-    eval:    {batch_size: 64, num_workers: 4, flip_test: true, bbox_file: null, bbox_thr: 0.0,
-              train_split: train, test_split: val}
-    head:    {sigma: 2.0}                       # UDP heatmap Gaussian sigma (heatmap pixels)
-    loader:  {batch_size: 64}                   # training batch
-    augment: {flip: 0.5, shift_factor: 0.16, shift_prob: 0.3, scale_factor: [0.5, 1.5],
-              rotate_factor: 80, rotate_prob: 0.6}
+The recipe keys this task reads, their defaults and meanings are in ``configs/evaluate/defaults/pose.yaml``
+(``data.workers``, ``loader.batch_size``, ``eval.*``, ``head.sigma``, ``augment.*``).
 
 Metrics (percent): ``AP`` (primary), ``AP50``, ``AP75``, ``APM``, ``APL``, ``AR``; COCO-WholeBody's ``AP``
 is the whole-body AP and it adds ``body_AP``, ``foot_AP``, ``face_AP``, ``lefthand_AP``, ``righthand_AP``
@@ -21,69 +15,46 @@ and the matching ``*_AR``.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader
 
+from saip_bench.datasets import DATASETS
 from saip_bench.engine import loader_workers
 from saip_bench.errors import ConfigError, DataFormatError
-from saip_bench.evaluate.adapter import EvalRequest, EvalResult, check_request
-from saip_bench.evaluate.protocols import LoaderSettings, recipe_settings
-from saip_bench.tasks.pose.data import PoseInstance, PoseSplit, load_pose_split
-from saip_bench.tasks.pose.data.coco_format import load_detections
+from saip_bench.evaluate.adapter import EvalRequest
+from saip_bench.evaluate.task import Task
+from saip_bench.tasks.pose.data.coco_format import PoseInstance, PoseSplit, load_detections
 from saip_bench.tasks.pose.dataset import PoseCrops
 from saip_bench.tasks.pose.meta import WHOLEBODY_PARTS, KeypointMeta, keypoint_meta
 from saip_bench.tasks.pose.metrics import coco_keypoint_metrics, rescore, wholebody_metrics
-from saip_bench.tasks.pose.transforms import AugmentSettings
 
-log = logging.getLogger(__name__)
-
-PRIMARY_METRIC = "AP"
+if TYPE_CHECKING:
+    from saip_bench.backbones import Backbone
 
 
 @dataclass(frozen=True)
-class EvalSettings:
-    """The ``eval`` section: evaluation loader, flip test, and the optional detection boxes."""
+class PoseData:
+    """What :meth:`PoseAdapter.build_data` read: the two splits and the persons the metrics are taken on.
 
-    batch_size: int = 64
-    num_workers: int = 4
-    flip_test: bool = True
-    bbox_file: str | None = None
-    bbox_thr: float = 0.0
-    train_split: str = "train"
-    test_split: str = "val"
+    Attributes:
+        meta: the dataset's keypoint metadata (count, flip pairs, OKS sigmas).
+        train: the training split (its persons with labelled keypoints).
+        test: the test split (its json is the COCOeval ground truth).
+        test_instances: the persons to predict: the test split's ground-truth boxes, or detections.
+        boxes: ``"ground truth"`` or ``"detections"``.
+    """
 
-
-@dataclass(frozen=True)
-class HeadSettings:
-    """The ``head`` section: the UDP codec's Gaussian sigma."""
-
-    sigma: float = 2.0
-
-
-class EpochSampler(Sampler[int]):
-    """Shuffles like its inner sampler and tells the dataset the epoch, so augmentations change per epoch."""
-
-    def __init__(self, inner: Sampler[int], dataset: PoseCrops) -> None:
-        self.inner = inner
-        self.dataset = dataset
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.inner)
-
-    def __len__(self) -> int:
-        return len(self.inner)  # type: ignore[arg-type]
-
-    def set_epoch(self, epoch: int) -> None:
-        self.dataset.set_epoch(epoch)
-        if hasattr(self.inner, "set_epoch"):
-            self.inner.set_epoch(epoch)
+    meta: KeypointMeta
+    train: PoseSplit
+    test: PoseSplit
+    test_instances: list[PoseInstance]
+    boxes: str
 
 
 def predict_keypoints(
@@ -141,106 +112,94 @@ def score_predictions(
     return coco_keypoint_metrics(split.coco, results, meta.sigmas)
 
 
-class PoseAdapter:
+class PoseAdapter(Task):
     """Top-down 2-D pose on COCO-Keypoints and COCO-WholeBody (ViTPose-simple head, UDP, flip test)."""
 
-    task = "pose"
+    name = "pose"
     protocols = ("finetune", "linear")
+    min_batch = 2  # the smallest batch the pose runs have always used
 
-    def run(self, request: EvalRequest, backbone: Any) -> EvalResult:
-        """Train and evaluate ``backbone`` as ``request`` says (see module docstring)."""
-        from saip_bench.engine import EngineConfig, fit
-        from saip_bench.tasks.pose.model import build_pose_model, train_samples
+    def build_data(self, request: EvalRequest) -> PoseData:
+        """Both splits through the dataset registry, and the persons to evaluate on."""
+        cfg = request.config.eval
+        dataset = DATASETS.get(request.dataset)
+        train = dataset.load(request.data_dir, str(cfg.train_split))
+        test = dataset.load(request.data_dir, str(cfg.test_split))
+        if len(train.instances) < 2:
+            raise DataFormatError(train.json_path, "fewer than 2 persons with labelled keypoints")
+        if cfg.bbox_file:
+            instances = self._detections(request, test)
+            boxes = "detections"
+        else:
+            if not test.instances:
+                raise DataFormatError(test.json_path, "no person with labelled keypoints to evaluate on")
+            instances, boxes = test.instances, "ground truth"
+        return PoseData(keypoint_meta(request.dataset), train, test, instances, boxes)
 
-        check_request(self, request, needs_train=True)
-        settings = recipe_settings(request.recipe, "eval", EvalSettings)
-        head = recipe_settings(request.recipe, "head", HeadSettings)
-        loader_settings = recipe_settings(request.recipe, "loader", LoaderSettings)
-        augment_values = dict(request.recipe.get("augment") or {})
-        if "scale_factor" in augment_values:
-            augment_values["scale_factor"] = tuple(augment_values["scale_factor"])
-        augment = recipe_settings({"augment": augment_values}, "augment", AugmentSettings)
-        config = EngineConfig.from_dict(request.recipe["train"])
-        meta = keypoint_meta(request.dataset)
-        train_split = load_pose_split(request.dataset, request.data_dir, settings.train_split)
-        test_split = load_pose_split(request.dataset, request.data_dir, settings.test_split)
-        if len(train_split.instances) < 2:
-            raise DataFormatError(train_split.json_path, "fewer than 2 persons with labelled keypoints")
-        test_instances = self._test_instances(request, settings, test_split)
+    def build_model(self, request: EvalRequest, backbone: Backbone, data: PoseData) -> torch.nn.Module:
+        """The ViTPose-simple estimator over ``backbone`` (see :func:`saip_bench.tasks.pose.model`)."""
+        from saip_bench.tasks.pose.model import build_pose_model
+
+        cfg = request.config
+        return build_pose_model(
+            backbone, data.meta.num_keypoints, request.img_size, sigma=float(cfg.head.sigma),
+            flip_test=bool(cfg.eval.flip_test),
+        )  # fmt: skip
+
+    def train_set(self, request: EvalRequest, data: PoseData) -> PoseCrops:
+        """Augmented training crops with UDP heatmap targets."""
+        cfg = request.config
+        augment = cfg.augment
+        return PoseCrops(
+            data.train.instances, request.img_size, data.meta.flip_indices, train=True,
+            sigma=float(cfg.head.sigma), flip=float(augment.flip),
+            shift_factor=float(augment.shift_factor), shift_prob=float(augment.shift_prob),
+            scale_factor=tuple(augment.scale_factor), rotate_factor=float(augment.rotate_factor),
+            rotate_prob=float(augment.rotate_prob),
+        )  # fmt: skip
+
+    def train_step(
+        self, request: EvalRequest, model: torch.nn.Module, batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """mmpose's visibility-weighted heatmap MSE (``KeypointMSELoss``)."""
+        from saip_bench.tasks.pose.model import train_samples
+
+        losses = model(batch["image"], train_samples(batch["heatmaps"], batch["weights"]), mode="loss")
+        return {"loss": losses["loss_kpt"].float()}
+
+    def evaluate(self, request: EvalRequest, model: torch.nn.Module, data: PoseData) -> dict[str, float]:
+        """COCO keypoint AP/AR (whole-body and per part for COCO-WholeBody) of flip-tested predictions."""
+        cfg = request.config
         device = torch.device(request.device)
-
-        with torch.random.fork_rng(devices=[]):  # a seeded head without resetting the caller's global RNG
-            torch.manual_seed(request.seed)
-            model = build_pose_model(
-                backbone, meta.num_keypoints, request.img_size, sigma=head.sigma, flip_test=settings.flip_test
-            ).to(device)
-        if request.protocol == "linear":
-            model.backbone.requires_grad_(False)
-
-        train_set = PoseCrops(
-            train_split.instances, request.img_size, meta.flip_indices, train=True, augment=augment,
-            sigma=head.sigma, seed=request.seed,
-        )  # fmt: skip
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        inner: Sampler[int] = (
-            DistributedSampler(train_set, shuffle=True, seed=request.seed, drop_last=True)
-            if distributed
-            else RandomSampler(train_set, generator=torch.Generator().manual_seed(request.seed))
-        )
-        batch_size = max(2, min(loader_settings.batch_size, len(train_set)))
-        train_loader = DataLoader(
-            train_set, batch_size=batch_size, sampler=EpochSampler(inner, train_set), drop_last=True,
-            num_workers=loader_workers(settings.num_workers), pin_memory=device.type == "cuda",
-        )  # fmt: skip
-        test_loader = DataLoader(
-            PoseCrops(test_instances, request.img_size, meta.flip_indices, train=False),
-            batch_size=settings.batch_size, num_workers=loader_workers(settings.num_workers),
+        loader = DataLoader(
+            PoseCrops(data.test_instances, request.img_size, data.meta.flip_indices, train=False),
+            batch_size=int(cfg.eval.batch_size), num_workers=loader_workers(int(cfg.data.workers)),
             pin_memory=device.type == "cuda",
         )  # fmt: skip
+        points, scores = predict_keypoints(
+            model, loader, img_size=request.img_size, meta=data.meta, device=device
+        )
+        return score_predictions(request.dataset, data.test, data.test_instances, points, scores, data.meta)
 
-        def step_fn(train_model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            samples = train_samples(batch["heatmaps"], batch["weights"])
-            losses = train_model(batch["image"], samples, mode="loss")
-            return {"loss": losses["loss_kpt"].float()}
-
-        def evaluate_fn(eval_model: torch.nn.Module) -> dict[str, float]:
-            points, scores = predict_keypoints(
-                eval_model, test_loader, img_size=request.img_size, meta=meta, device=device
-            )
-            return score_predictions(request.dataset, test_split, test_instances, points, scores, meta)
-
-        result = fit(
-            model, train_loader, step_fn, config=config, run_dir=request.run_dir, device=device,
-            evaluate_fn=evaluate_fn, primary_metric=PRIMARY_METRIC, best="max", resume=request.resume,
-            progress=request.progress,
-        )  # fmt: skip
-        metrics = {k: float(v) for k, v in result.metrics.items()}
-        log.info(
-            "%s %s: AP %.2f (epoch %d)", request.dataset, request.protocol, metrics[PRIMARY_METRIC],
-            result.selected_epoch,
-        )  # fmt: skip
-        return EvalResult(
-            metrics=metrics,
-            primary_metric=PRIMARY_METRIC,
-            extra={
-                "train_persons": len(train_set), "test_persons": len(test_instances),
-                "boxes": "detections" if settings.bbox_file else "ground truth",
-                "selected_epoch": result.selected_epoch, "best_epoch": result.best_epoch,
-            },
-        )  # fmt: skip
+    def describe(self, request: EvalRequest, data: PoseData) -> dict[str, Any]:
+        """Persons trained and evaluated on, and which boxes the evaluation crops come from."""
+        return {
+            "train_persons": len(data.train.instances),
+            "test_persons": len(data.test_instances),
+            "boxes": data.boxes,
+        }
 
     @staticmethod
-    def _test_instances(request: EvalRequest, settings: EvalSettings, split: PoseSplit) -> list[PoseInstance]:
-        if not settings.bbox_file:
-            if not split.instances:
-                raise DataFormatError(split.json_path, "no person with labelled keypoints to evaluate on")
-            return split.instances
-        path = Path(settings.bbox_file)
+    def _detections(request: EvalRequest, split: PoseSplit) -> list[PoseInstance]:
+        """The persons of ``eval.bbox_file`` (a COCO detection-results json) scoring ``eval.bbox_thr``."""
+        cfg = request.config.eval
+        path = Path(str(cfg.bbox_file))
         if not path.is_absolute():
             path = Path(request.data_dir) / path
         if not path.is_file():
             raise ConfigError(f"eval.bbox_file: {path} does not exist")
-        detections = load_detections(path, split, score_thr=settings.bbox_thr)
+        threshold = float(cfg.bbox_thr)
+        detections = load_detections(path, split, score_thr=threshold)
         if not detections:
-            raise DataFormatError(path, f"no person detection scores at least {settings.bbox_thr}")
+            raise DataFormatError(path, f"no person detection scores at least {threshold}")
         return detections

@@ -4,8 +4,10 @@ Training items are ``{"image", "heatmaps", "weights"}``: the augmented crop, the
 codec's Gaussian targets (heatmap 1/4 of the input) and per-keypoint weights (0 for unlabelled keypoints and
 for keypoints the crop cuts off). Eval items are ``{"image", "center", "scale", "index"}``; the model flips
 the crop itself (flip test) and maps its predictions back to the image from ``center`` / ``scale``.
-Every random draw comes from a generator seeded by ``(seed, epoch, index)``, so a run is reproducible
-whatever the number of loader workers.
+Training draws come from numpy's global RNG, which the engine's training loader
+(:func:`saip_bench.engine.make_train_loader`) seeds for every sample from ``(seed, epoch, position)``: the
+augmentation of a run is the same whatever the number of loader workers, changes from epoch to epoch and
+continues exactly after a resume.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from torch.utils.data import Dataset
 from saip_bench.evaluate.images import read_rgb
 from saip_bench.tasks.pose.data.coco_format import PoseInstance
 from saip_bench.tasks.pose.transforms import (
-    AugmentSettings,
     box_to_center_scale,
     random_box,
     to_tensor,
@@ -38,9 +39,16 @@ class PoseCrops(Dataset):
         img_size: ``(H, W)`` of the crops.
         flip_indices: the keypoint each keypoint becomes under a horizontal flip.
         train: augment and return heatmap targets; otherwise return eval crops.
-        augment: the augmentation settings (training only).
         sigma: heatmap Gaussian sigma in heatmap pixels (mmpose: 2 at 64x48).
-        seed: seed of the augmentation draws.
+        flip: probability of a horizontal flip (training only; the other augmentation arguments too).
+        shift_factor: box-center shift as a fraction of the box size, drawn with probability ``shift_prob``.
+        shift_prob: probability of a shift.
+        scale_factor: ``(min, max)`` multiplier of the box size.
+        rotate_factor: maximum rotation in degrees, drawn with probability ``rotate_prob``.
+        rotate_prob: probability of a rotation.
+
+    The augmentation arguments default to no augmentation; the recipe's values come from the pose
+    defaults file (``configs/evaluate/defaults/pose.yaml``).
     """
 
     def __init__(
@@ -50,18 +58,25 @@ class PoseCrops(Dataset):
         flip_indices: Sequence[int],
         *,
         train: bool,
-        augment: AugmentSettings | None = None,
         sigma: float = 2.0,
-        seed: int = 0,
+        flip: float = 0.0,
+        shift_factor: float = 0.0,
+        shift_prob: float = 0.0,
+        scale_factor: Sequence[float] = (1.0, 1.0),
+        rotate_factor: float = 0.0,
+        rotate_prob: float = 0.0,
     ) -> None:
         self.instances = list(instances)
         self.height, self.width = int(img_size[0]), int(img_size[1])
         self.flip_indices = np.asarray(flip_indices, dtype=np.int64)
         self.train = train
-        self.augment = augment or AugmentSettings()
+        self.flip = float(flip)
+        self.box_jitter = {
+            "shift_factor": float(shift_factor), "shift_prob": float(shift_prob),
+            "scale_factor": (float(scale_factor[0]), float(scale_factor[1])),
+            "rotate_factor": float(rotate_factor), "rotate_prob": float(rotate_prob),
+        }  # fmt: skip
         self.sigma = float(sigma)
-        self.seed = int(seed)
-        self._draw = 0
         self._codec = None
 
     def __len__(self) -> int:
@@ -81,10 +96,6 @@ class PoseCrops(Dataset):
             )
         return self._codec
 
-    def set_epoch(self, epoch: int) -> None:
-        """Draw new augmentations for ``epoch``."""
-        self._draw = int(epoch)
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         inst = self.instances[index]
         image = np.asarray(read_rgb(inst.image_path))
@@ -98,13 +109,15 @@ class PoseCrops(Dataset):
                 "scale": torch.from_numpy(scale),
                 "index": torch.tensor(index),
             }
-        rng = np.random.default_rng([self.seed, self._draw, index])
-        center, scale, rot = random_box(center, scale, rng, self.augment)
+        # One generator per sample, seeded from numpy's global RNG: the engine's loader seeds that for
+        # every sample (SeededSamples), so the draws follow (run seed, epoch, position).
+        rng = np.random.default_rng(np.random.randint(0, 2**63 - 1, dtype=np.int64))
+        center, scale, rot = random_box(center, scale, rng, **self.box_jitter)
         matrix = udp_matrix(center, scale, rot, size)
         crop = warp(image, matrix, size)
         points = transform_points(inst.keypoints[:, :2], matrix)
         visible = (inst.keypoints[:, 2] > 0).astype(np.float32)
-        if rng.random() < self.augment.flip:
+        if rng.random() < self.flip:
             crop = crop[:, ::-1]
             points = np.stack([(self.width - 1) - points[:, 0], points[:, 1]], axis=1)[self.flip_indices]
             visible = visible[self.flip_indices]

@@ -10,32 +10,9 @@ horizontal flip of the crop that swaps left and right keypoints.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from saip_bench.evaluate.images import IMAGENET_MEAN, IMAGENET_STD
-
-
-@dataclass(frozen=True)
-class AugmentSettings:
-    """The ``augment`` section of a pose recipe (mmpose's ViTPose train pipeline defaults).
-
-    Attributes:
-        flip: probability of a horizontal flip.
-        shift_factor: box shift, as a fraction of the box size, drawn with probability ``shift_prob``.
-        shift_prob: probability of a shift.
-        scale_factor: ``[min, max]`` multiplier of the box scale.
-        rotate_factor: maximum rotation in degrees, drawn with probability ``rotate_prob``.
-        rotate_prob: probability of a rotation.
-    """
-
-    flip: float = 0.5
-    shift_factor: float = 0.16
-    shift_prob: float = 0.3
-    scale_factor: tuple[float, float] = (0.5, 1.5)
-    rotate_factor: float = 80.0
-    rotate_prob: float = 0.6
 
 
 def box_to_center_scale(
@@ -75,21 +52,34 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def random_box(
-    center: np.ndarray, scale: np.ndarray, rng: np.random.Generator, settings: AugmentSettings
+    center: np.ndarray,
+    scale: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    shift_factor: float,
+    shift_prob: float,
+    scale_factor: tuple[float, float],
+    rotate_factor: float,
+    rotate_prob: float,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """mmpose's ``RandomBBoxTransform``: shifted center, rescaled scale, rotation in degrees."""
-    if rng.random() < settings.shift_prob:
-        center = (
-            center + np.clip(rng.normal(size=2), -1, 1).astype(np.float32) * settings.shift_factor * scale
-        )
-    low, high = settings.scale_factor
+    """mmpose's ``RandomBBoxTransform``: shifted center, rescaled scale, rotation in degrees.
+
+    Args:
+        center: the box center.
+        scale: the box size (w, h).
+        rng: the generator of this sample's draws.
+        shift_factor: center shift as a fraction of the box size, drawn with probability ``shift_prob``.
+        shift_prob: probability of a shift.
+        scale_factor: ``(min, max)`` multiplier of the box size.
+        rotate_factor: maximum rotation in degrees, drawn with probability ``rotate_prob``.
+        rotate_prob: probability of a rotation.
+    """
+    if rng.random() < shift_prob:
+        center = center + np.clip(rng.normal(size=2), -1, 1).astype(np.float32) * shift_factor * scale
+    low, high = scale_factor
     mu, sigma = (high + low) / 2, (high - low) / 2
     scale = scale * float(np.clip(rng.normal(), -1, 1) * sigma + mu)
-    rot = (
-        float(np.clip(rng.normal(), -1, 1) * settings.rotate_factor)
-        if rng.random() < settings.rotate_prob
-        else 0.0
-    )
+    rot = float(np.clip(rng.normal(), -1, 1) * rotate_factor) if rng.random() < rotate_prob else 0.0
     return center, scale, rot
 
 

@@ -1,20 +1,27 @@
-"""The pose adapter end to end on tiny synthetic data, and `saip evaluate --task pose` through the CLI."""
+"""The pose task end to end on tiny synthetic data, and `saip evaluate --task pose` through the CLI."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from saip_bench.cli.app import app
+from saip_bench.datasets import DATASETS
 from saip_bench.errors import ConfigError
 from saip_bench.evaluate.adapter import EvalRequest, TaskAdapter
 from saip_bench.evaluate.protocols import PROTOCOLS, load_recipe
+from saip_bench.evaluate.task import Task
 from saip_bench.results import open_workspace_store
 from saip_bench.tasks.pose.adapter import PoseAdapter
+from saip_bench.tasks.pose.dataset import PoseCrops
+from saip_bench.tasks.pose.meta import keypoint_meta
 
 SIZE = (64, 48)  # tiny crops: these tests check the plumbing, the smoke recipe's learning is measured apart
 KEYS = {"AP", "AP50", "AP75", "APM", "APL", "AR"}
@@ -26,28 +33,50 @@ def _backbone():
     return load_backbone("random:test_vit", img_size=SIZE)
 
 
+def _recipe(dataset: str, protocol: str, budget: str = "smoke", overrides: tuple[str, ...] = ()) -> dict:
+    return load_recipe(
+        PROTOCOLS.get(dataset).recipe_path(), protocol, budget, task="pose", overrides=overrides
+    )
+
+
 def _request(dataset: str, data_dir: Path, protocol: str, run_dir: Path, **changes: dict) -> EvalRequest:
-    recipe = copy.deepcopy(load_recipe(PROTOCOLS.get(dataset).recipe_path(), protocol, "smoke"))
+    recipe = copy.deepcopy(_recipe(dataset, protocol))
     recipe["train"]["max_steps_per_epoch"] = 2
     recipe["loader"]["batch_size"] = 4
     for section, values in changes.items():
-        recipe.setdefault(section, {}).update(values)
+        recipe[section].update(values)
     return EvalRequest(
         task="pose", dataset=dataset, data_dir=data_dir, protocol=protocol, budget="smoke", recipe=recipe,
-        img_size=SIZE, run_dir=run_dir, seed=0,
+        img_size=SIZE, run_dir=run_dir, seed=0, primary_metric="AP",
     )  # fmt: skip
 
 
-def test_adapter_satisfies_the_protocol() -> None:
+def test_adapter_is_a_task_and_satisfies_the_protocol() -> None:
     adapter = PoseAdapter()
-    assert isinstance(adapter, TaskAdapter)
+    assert isinstance(adapter, TaskAdapter) and isinstance(adapter, Task) and adapter.task == "pose"
     for name in ("coco_keypoints", "coco_wholebody"):
         spec = PROTOCOLS.get(name)
         assert isinstance(spec.load_adapter(), PoseAdapter)
         assert set(spec.protocols) <= set(adapter.protocols)
         for protocol in spec.protocols:
-            recipe = load_recipe(spec.recipe_path(), protocol, "full")
+            recipe = _recipe(name, protocol, "full")
             assert recipe["img_size"] == [256, 192] and recipe["train"]["epochs"] == 210
+            # the defaults file supplies what the recipe leaves out (mmpose's ViTPose values)
+            assert recipe["augment"]["scale_factor"] == [0.5, 1.5] and recipe["head"]["sigma"] == 2.0
+            assert recipe["data"]["workers"] == 4 and recipe["eval"]["flip_test"] is True
+
+
+def test_smoke_budget_uses_the_data_workers_key() -> None:
+    recipe = _recipe("coco_keypoints", "finetune")
+    assert recipe["data"]["workers"] == 0 and recipe["eval"]["batch_size"] == 32
+    assert "num_workers" not in recipe["eval"]
+    assert recipe["augment"] == {
+        "flip": 0.5, "shift_factor": 0.16, "shift_prob": 0.3, "scale_factor": [0.8, 1.2],
+        "rotate_factor": 80.0, "rotate_prob": 0.0,
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match="unknown key 'eval.num_workers'"):
+        _recipe("coco_keypoints", "finetune", overrides=("eval.num_workers=2",))
+    assert _recipe("coco_keypoints", "linear", overrides=("head.sigma=3",))["head"]["sigma"] == 3
 
 
 def test_finetune_keypoints_records_metrics_and_checkpoints(keypoints_master: Path, tmp_path: Path) -> None:
@@ -88,16 +117,99 @@ def test_detected_boxes_replace_ground_truth(keypoints_master: Path, tmp_path: P
 def test_bad_protocol_and_recipe_are_config_errors(keypoints_master: Path, tmp_path: Path) -> None:
     request = _request("coco_keypoints", keypoints_master, "linear", tmp_path)
     with pytest.raises(ConfigError, match="supports protocols finetune, linear"):
-        PoseAdapter().run(EvalRequest(**{**request.__dict__, "protocol": "frozen"}), _backbone())
-    with pytest.raises(ConfigError, match="unknown key"):
-        PoseAdapter().run(
-            _request("coco_keypoints", keypoints_master, "linear", tmp_path, head={"deconvs": 2}), _backbone()
-        )
+        PoseAdapter().run(dataclasses.replace(request, protocol="frozen"), _backbone())
+    with pytest.raises(ConfigError, match="unknown key 'head.deconvs'"):
+        _recipe("coco_keypoints", "linear", overrides=("head.deconvs=2",))
     with pytest.raises(ConfigError, match="bbox_file"):
         PoseAdapter().run(
             _request("coco_keypoints", keypoints_master, "linear", tmp_path, eval={"bbox_file": "nope.json"}),
             _backbone(),
         )
+
+
+def test_data_comes_through_the_registry_and_the_recipe_splits(
+    keypoints_master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """build_data reads ``DATASETS.get(dataset).load(root, split)`` with the recipe's ``eval.*_split``."""
+    spec = DATASETS.get("coco_keypoints")
+    calls = []
+    original = type(spec).load
+
+    def spy(self, root, *args, **kwargs):
+        calls.append((self.name, Path(root), *args))
+        return original(self, root, *args, **kwargs)
+
+    monkeypatch.setattr(type(spec), "load", spy)
+    splits = {"train_split": "val", "test_split": "val"}
+    request = _request("coco_keypoints", keypoints_master, "linear", tmp_path, eval=splits)
+    data = PoseAdapter().build_data(request)
+    assert calls == [("coco_keypoints", keypoints_master, "val")] * 2
+    assert data.train.json_path == data.test.json_path and data.train.json_path.name.startswith("person_")
+    assert PoseAdapter().describe(request, data) == {
+        "train_persons": len(data.train.instances), "test_persons": len(data.test.instances),
+        "boxes": "ground truth",
+    }  # fmt: skip
+
+
+def _first_batch(loader) -> torch.Tensor:
+    return next(iter(loader))["image"]
+
+
+def test_training_loader_is_the_engines_and_augmentation_follows_seed_and_epoch(
+    keypoints_master: Path, tmp_path: Path
+) -> None:
+    """No task-local sampler: the engine's loader seeds each crop's augmentation from (seed, epoch, place)."""
+    adapter = PoseAdapter()
+    request = _request("coco_keypoints", keypoints_master, "finetune", tmp_path)
+    data = adapter.build_data(request)
+    loader = adapter.train_loader(request, data)
+    assert loader.batch_size == 4 and loader.num_workers == 0  # loader.batch_size, data.workers (smoke: 0)
+    assert set(next(iter(loader))) == {"image", "heatmaps", "weights"}
+    torch.manual_seed(123)  # the global RNG does not decide the augmentation
+    first = _first_batch(loader)
+    torch.manual_seed(456)
+    assert torch.equal(_first_batch(loader), first)
+    loader.sampler.set_epoch(1)  # what fit does before every epoch
+    assert not torch.equal(_first_batch(loader), first)
+    other = adapter.train_loader(dataclasses.replace(request, seed=1), data)
+    assert not torch.equal(_first_batch(other), first)
+
+
+def test_crops_draw_from_the_seeded_numpy_rng(keypoints_master: Path) -> None:
+    """Outside the engine's loader a training crop follows numpy's global seed (the loader sets it)."""
+    split = DATASETS.get("coco_keypoints").load(keypoints_master, "train")
+    crops = PoseCrops(
+        split.instances, SIZE, keypoint_meta("coco_keypoints").flip_indices, train=True, flip=0.5,
+        shift_factor=0.16, shift_prob=0.3, scale_factor=(0.5, 1.5), rotate_factor=80.0, rotate_prob=0.6,
+    )  # fmt: skip
+    images = []
+    for seed in (3, 3, 4):
+        np.random.seed(seed)
+        images.append(crops[0]["image"])
+    assert torch.equal(images[0], images[1]) and not torch.equal(images[0], images[2])
+    plain = PoseCrops(split.instances, SIZE, keypoint_meta("coco_keypoints").flip_indices, train=True)
+    np.random.seed(3)
+    unaugmented = plain[0]["image"]
+    np.random.seed(4)
+    assert torch.equal(plain[0]["image"], unaugmented)  # the defaults augment nothing
+
+
+def _losses(run_dir: Path) -> list[float]:
+    return [record["loss"] for record in json.loads((run_dir / "history.json").read_text())]
+
+
+def test_a_run_repeats_whatever_the_global_rng_and_follows_its_seed(
+    keypoints_master: Path, tmp_path: Path
+) -> None:
+    """The template seeds the head and passes fit(seed=): the training losses depend only on the seed."""
+    losses = []
+    for name, global_seed, seed in (("a", 1, 0), ("b", 2, 0), ("c", 1, 1)):
+        torch.manual_seed(global_seed)
+        request = _request("coco_keypoints", keypoints_master, "finetune", tmp_path / name)
+        request = dataclasses.replace(request, seed=seed)
+        PoseAdapter().run(request, _backbone())
+        losses.append(_losses(tmp_path / name))
+    assert losses[0] == losses[1] and losses[0] != losses[2]
 
 
 @pytest.mark.slow
@@ -123,12 +235,12 @@ def _smoke_metrics(dataset: str, data: Path, run_dir: Path, **train: float) -> d
     """The smoke finetune recipe (``train`` keys changed) with the small random ``test_vit`` backbone."""
     from saip_bench.backbones import load_backbone
 
-    recipe = load_recipe(PROTOCOLS.get(dataset).recipe_path(), "finetune", "smoke")
+    recipe = _recipe(dataset, "finetune")
     recipe["train"].update(train)
     size = (int(recipe["img_size"][0]), int(recipe["img_size"][1]))
     request = EvalRequest(
         task="pose", dataset=dataset, data_dir=data, protocol="finetune", budget="smoke", recipe=recipe,
-        img_size=size, run_dir=run_dir, seed=0,
+        img_size=size, run_dir=run_dir, seed=0, primary_metric="AP",
     )  # fmt: skip
     return PoseAdapter().run(request, load_backbone("random:test_vit", img_size=size)).metrics
 
@@ -136,10 +248,8 @@ def _smoke_metrics(dataset: str, data: Path, run_dir: Path, **train: float) -> d
 @pytest.mark.slow
 def test_smoke_finetune_beats_the_untrained_head(tmp_path: Path) -> None:
     """The smoke recipe at the demo's size (192 scenes): AP after training > AP of the same model at lr 0."""
-    from saip_bench.tasks.pose.data import coco_keypoints
-
     data = tmp_path / "coco"
-    coco_keypoints.write_synth(data, ids=1, images=192, seed=0)
+    DATASETS.get("coco_keypoints").write_synth(data, ids=1, images=192, seed=0)
     # (lr 0 divides by 0 in the engine's schedule, hence 1e-12)
     untrained = _smoke_metrics(
         "coco_keypoints", data, tmp_path / "u", lr=1e-12, epochs=1, max_steps_per_epoch=1
@@ -155,10 +265,8 @@ def test_smoke_wholebody_finetune_learns_every_large_part(tmp_path: Path) -> Non
     The whole-body AP itself stays near 0 at this budget (even the median pose in the box scores ~0.03: the
     hands' OKS sigmas need near-pixel accuracy), so it is not what this checks.
     """
-    from saip_bench.tasks.pose.data import coco_wholebody
-
     data = tmp_path / "coco_wholebody"
-    coco_wholebody.write_synth(data, ids=1, images=192, seed=0)
+    DATASETS.get("coco_wholebody").write_synth(data, ids=1, images=192, seed=0)
     untrained = _smoke_metrics(
         "coco_wholebody", data, tmp_path / "u", lr=1e-12, epochs=1, max_steps_per_epoch=1
     )

@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from saip_bench.backbones import load_backbone
+from saip_bench.datasets import DATASETS
 from saip_bench.tasks.pose.adapter import predict_keypoints, score_predictions
-from saip_bench.tasks.pose.data import load_pose_split
 from saip_bench.tasks.pose.dataset import PoseCrops
 from saip_bench.tasks.pose.meta import WHOLEBODY_PARTS, keypoint_meta
 from saip_bench.tasks.pose.model import build_pose_model
@@ -49,7 +49,7 @@ def _targets(split, meta, codec, *, flipped: bool) -> torch.Tensor:
 
 def _perfect_predictions(dataset: str, root: Path, flip_test: bool):
     meta = keypoint_meta(dataset)
-    split = load_pose_split(dataset, root, "val")
+    split = DATASETS.get(dataset).load(root, "val")
     crops = PoseCrops(split.instances, SIZE, meta.flip_indices, train=False)
     codec = PoseCrops(split.instances, SIZE, meta.flip_indices, train=True).codec
     targets = _targets(split, meta, codec, flipped=False)
