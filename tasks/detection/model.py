@@ -9,83 +9,50 @@ what a smoke budget can afford. Pedestrian-specific settings follow CrowdDet: an
 Ignore regions: mmdet's ``MaxIoUAssigner`` reads ``ignored_instances`` with ``ignore_iof_thr`` and marks
 anchors whose IoF with an ignore region exceeds it as neither positive nor negative, so crowds and
 reflections neither teach "person" nor "background".
+
+The settings are the recipe's ``head`` and ``eval`` sections, documented with their defaults in
+``configs/evaluate/defaults/detection.yaml``.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
+from saip_bench.mm.detection import build_detector, pyramid_backbone
 
-@dataclass(frozen=True)
-class HeadSettings:
-    """The recipe's ``head`` section.
+#: Pyramid strides taken from the ViT's stride-16 map; FPN adds P6 and P7 (RetinaNet's five levels).
+STRIDES = (8, 16, 32)
 
-    Attributes:
-        pyramid_channels: channels of the simple pyramid, the FPN and the head's convolutions.
-        stacked_convs: convolutions of each head branch before its predictor (RetinaNet: 4).
-        anchor_ratios: anchor ``h / w`` ratios (CrowdDet: 1, 2, 3 for full-body boxes).
-        octave_base_scale: anchor size in units of the level's stride (RetinaNet: 4).
-        scales_per_octave: anchor scales per level (RetinaNet: 3).
-        pos_iou: assigner IoU for a positive anchor.
-        neg_iou: assigner IoU below which an anchor is negative.
-        ignore_iof: anchors covered by an ignore region beyond this IoF are ignored.
+
+def retinanet_config(backbone: Any, head: Mapping[str, Any], test: Mapping[str, Any]) -> dict[str, Any]:
+    """The mmdet ``RetinaNet`` config around an already-loaded backbone.
+
+    Args:
+        backbone: a loaded :class:`saip_bench.backbones.Backbone`.
+        head: ``pyramid_channels``, ``stacked_convs``, ``anchor_ratios``, ``octave_base_scale``,
+            ``scales_per_octave``, ``pos_iou``, ``neg_iou``, ``ignore_iof`` (the recipe's ``head``).
+        test: ``score_thr``, ``nms_iou``, ``nms_pre``, ``max_per_img`` (post-processing; the recipe's
+            ``eval``).
     """
-
-    pyramid_channels: int = 256
-    stacked_convs: int = 4
-    anchor_ratios: tuple[float, ...] = (1.0, 2.0, 3.0)
-    octave_base_scale: int = 4
-    scales_per_octave: int = 3
-    pos_iou: float = 0.5
-    neg_iou: float = 0.4
-    ignore_iof: float = 0.5
-
-
-@dataclass(frozen=True)
-class PostprocessSettings:
-    """The recipe's ``test`` section: post-processing of the detections.
-
-    Attributes:
-        score_thr: detections below this score are dropped before NMS.
-        nms_iou: NMS IoU threshold.
-        nms_pre: top-k candidates per level before NMS.
-        max_per_img: detections kept per image.
-    """
-
-    score_thr: float = 0.05
-    nms_iou: float = 0.5
-    nms_pre: int = 1000
-    max_per_img: int = 300
-
-
-def detector_config(backbone: Any, head: HeadSettings, test: PostprocessSettings) -> Any:
-    """The mmdet ``RetinaNet`` config (a ``ConfigDict``) around an already-loaded backbone."""
-    from mmengine.config import ConfigDict
-
-    channels = int(head.pyramid_channels)
-    strides = (8, 16, 32)
-    return ConfigDict(
+    channels = int(head["pyramid_channels"])
+    return dict(
         type="RetinaNet",
         data_preprocessor=dict(type="BaseDataPreprocessor"),  # inputs arrive normalised and padded
-        backbone=dict(
-            type="SaipBackbone", backbone=backbone, img_size=tuple(backbone.img_size), out="pyramid",
-            strides=strides, out_channels=channels,
-        ),
+        backbone=pyramid_backbone(backbone, STRIDES, channels),
         neck=dict(
-            type="FPN", in_channels=[channels] * len(strides), out_channels=channels, start_level=0,
+            type="FPN", in_channels=[channels] * len(STRIDES), out_channels=channels, start_level=0,
             add_extra_convs="on_input", num_outs=5,
         ),
         bbox_head=dict(
-            type="RetinaHead", num_classes=1, in_channels=channels, stacked_convs=head.stacked_convs,
+            type="RetinaHead", num_classes=1, in_channels=channels, stacked_convs=int(head["stacked_convs"]),
             feat_channels=channels,
             anchor_generator=dict(
-                type="AnchorGenerator", octave_base_scale=head.octave_base_scale,
-                scales_per_octave=head.scales_per_octave, ratios=list(head.anchor_ratios),
-                strides=[8, 16, 32, 64, 128],
+                type="AnchorGenerator", octave_base_scale=int(head["octave_base_scale"]),
+                scales_per_octave=int(head["scales_per_octave"]),
+                ratios=[float(r) for r in head["anchor_ratios"]], strides=[8, 16, 32, 64, 128],
             ),
             bbox_coder=dict(
                 type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[1.0, 1.0, 1.0, 1.0]
@@ -95,54 +62,18 @@ def detector_config(backbone: Any, head: HeadSettings, test: PostprocessSettings
         ),
         train_cfg=dict(
             assigner=dict(
-                type="MaxIoUAssigner", pos_iou_thr=head.pos_iou, neg_iou_thr=head.neg_iou, min_pos_iou=0,
-                ignore_iof_thr=head.ignore_iof,
+                type="MaxIoUAssigner", pos_iou_thr=float(head["pos_iou"]), neg_iou_thr=float(head["neg_iou"]),
+                min_pos_iou=0, ignore_iof_thr=float(head["ignore_iof"]),
             ),
             sampler=dict(type="PseudoSampler"), allowed_border=-1, pos_weight=-1, debug=False,
         ),
         test_cfg=dict(
-            nms_pre=test.nms_pre, min_bbox_size=0, score_thr=test.score_thr,
-            nms=dict(type="nms", iou_threshold=test.nms_iou), max_per_img=test.max_per_img,
+            nms_pre=int(test["nms_pre"]), min_bbox_size=0, score_thr=float(test["score_thr"]),
+            nms=dict(type="nms", iou_threshold=float(test["nms_iou"])), max_per_img=int(test["max_per_img"]),
         ),
     )  # fmt: skip
 
 
-def build_detector(
-    backbone: Any, head: HeadSettings | None = None, test: PostprocessSettings | None = None
-) -> nn.Module:
-    """Build the RetinaNet around ``backbone`` (a :class:`saip_bench.backbones.Backbone`).
-
-    Its backbone parameters are named ``backbone.backbone.<timm names>`` (``...blocks.N...`` for a ViT), so
-    the engine's layer-decay grouping finds the blocks; the simple pyramid (``backbone.neck``) counts as
-    the layer after the last block.
-    """
-    from saip_bench.mm import setup_mm
-
-    setup_mm("mmdet")
-    from mmdet.registry import MODELS
-    from mmengine.logging import MMLogger
-
-    model = MODELS.build(detector_config(backbone, head or HeadSettings(), test or PostprocessSettings()))
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # init_weights logs one INFO paragraph per parameter
-    try:
-        model.init_weights()  # the head's focal-loss prior; SaipBackbone keeps its loaded weights
-    finally:
-        logger.setLevel(level)
-    return model
-
-
-def detection_loss(model: nn.Module, inputs: Any, data_samples: list[Any]) -> dict[str, Any]:
-    """mmdet's ``loss`` summed into ``{"loss": total, "<term>": value}`` (per-level lists are summed).
-
-    Called through ``forward(..., mode="loss")`` so that a DistributedDataParallel wrapper syncs gradients.
-    """
-    losses = model(inputs, data_samples, mode="loss")
-    out: dict[str, Any] = {}
-    for name, value in losses.items():
-        if "loss" not in name:
-            continue
-        out[name] = sum(value) if isinstance(value, (list, tuple)) else value
-    out["loss"] = sum(out.values())
-    return out
+def build_retinanet(backbone: Any, head: Mapping[str, Any], test: Mapping[str, Any]) -> nn.Module:
+    """The RetinaNet of :func:`retinanet_config`, built and initialised (the head's focal-loss prior)."""
+    return build_detector(retinanet_config(backbone, head, test))

@@ -1,9 +1,9 @@
-"""The detection adapter through the shared engine, and `saip data synth` + `saip evaluate` end to end."""
+"""The detection task on the template, through the shared engine, and `saip data synth` + `saip evaluate`."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,18 +13,23 @@ from typer.testing import CliRunner
 from saip_bench.errors import ConfigError
 from saip_bench.evaluate.adapter import EvalRequest, TaskAdapter
 from saip_bench.evaluate.protocols import PROTOCOLS, load_recipe
+from saip_bench.evaluate.task import Task
 from saip_bench.tasks.detection.adapter import DetectionAdapter
 
 SIZE = (128, 192)  # tiny inputs: the tests check the plumbing and a learning signal, not accuracy
 
 
-def _request(data_dir: Path, run_dir: Path, protocol: str = "finetune", **changes: dict) -> EvalRequest:
-    recipe = copy.deepcopy(load_recipe(PROTOCOLS.get("crowdhuman").recipe_path(), "finetune", "smoke"))
-    for section, values in changes.items():
-        recipe.setdefault(section, {}).update(values)
+def _recipe(overrides: Sequence[str] = ()) -> dict:
+    path = PROTOCOLS.get("crowdhuman").recipe_path()
+    return load_recipe(path, "finetune", "smoke", task="detection", overrides=overrides)
+
+
+def _request(
+    data_dir: Path, run_dir: Path, protocol: str = "finetune", overrides: Sequence[str] = ()
+) -> EvalRequest:
     return EvalRequest(
         task="detection", dataset="crowdhuman", data_dir=data_dir, protocol=protocol, budget="smoke",
-        recipe=recipe, img_size=SIZE, run_dir=run_dir, seed=0,
+        recipe=_recipe(overrides), img_size=SIZE, run_dir=run_dir, seed=0, primary_metric="AP",
     )  # fmt: skip
 
 
@@ -36,13 +41,13 @@ def _backbone():
 
 def test_smoke_finetune_beats_the_untrained_detector(crowdhuman_master: Path, tmp_path: Path) -> None:
     adapter = DetectionAdapter()
-    assert isinstance(adapter, TaskAdapter)
-    torch.manual_seed(123)  # the adapter seeds its own run: the caller's RNG state must not matter
+    assert isinstance(adapter, Task) and isinstance(adapter, TaskAdapter) and adapter.task == "detection"
+    torch.manual_seed(123)  # the template seeds the run: the caller's RNG state must not matter
     request = _request(
         crowdhuman_master, tmp_path / "run",
-        data={"max_train_images": 8, "max_test_images": 6},
-        eval={"untrained": True},
-        test={"score_thr": 0.0},  # the untrained head's low scores must count too, for a fair comparison
+        # the untrained head's low scores must count too (score_thr 0), for a fair comparison
+        overrides=["data.max_train_images=8", "data.max_test_images=6", "eval.untrained=true",
+                   "eval.score_thr=0.0"],
     )  # fmt: skip
     result = adapter.run(request, _backbone())
     assert result.primary_metric == "AP" and set(result.metrics) == {"AP", "MR-2", "JI"}
@@ -50,6 +55,7 @@ def test_smoke_finetune_beats_the_untrained_detector(crowdhuman_master: Path, tm
     assert result.metrics["AP"] > before["AP"] + 5.0
     assert result.metrics["JI"] > before["JI"] and result.metrics["MR-2"] <= before["MR-2"]
     assert result.extra["train_images"] == 8 and result.extra["test_images"] == 6
+    assert result.extra["selected_epoch"] == 2 and result.extra["test_persons"] > 0
     assert (tmp_path / "run" / "last.pt").is_file()
 
     # Same request, another caller RNG state: the same numbers (flips and samplers are seeded per run).
@@ -62,9 +68,25 @@ def test_recipe_errors_are_config_errors(crowdhuman_master: Path, tmp_path: Path
     with pytest.raises(ConfigError, match="supports protocols finetune, not"):
         DetectionAdapter().run(_request(crowdhuman_master, tmp_path, protocol="linear"), None)
     with pytest.raises(ConfigError, match="unknown key.*stacked_conv"):
-        DetectionAdapter().run(_request(crowdhuman_master, tmp_path, head={"stacked_conv": 2}), None)
+        _recipe(["head.stacked_conv=2"])
+    # The workers of every loader are data.workers (the suite's vocabulary), not the old eval.num_workers.
+    with pytest.raises(ConfigError, match="unknown key.*num_workers"):
+        _recipe(["eval.num_workers=0"])
     with pytest.raises(ConfigError, match="splits train, val"):
-        DetectionAdapter().run(_request(crowdhuman_master, tmp_path, data={"test_split": "test"}), None)
+        request = _request(crowdhuman_master, tmp_path, overrides=["data.test_split=test"])
+        DetectionAdapter().run(request, None)
+
+
+def test_smoke_recipe_reads_every_section_from_the_defaults() -> None:
+    recipe = _recipe()
+    assert recipe["data"] == {
+        "train_split": "train", "test_split": "val", "max_train_images": 16, "max_test_images": 12,
+        "workers": 0,
+    }  # fmt: skip
+    assert recipe["eval"]["score_thr"] == 0.02 and recipe["eval"]["nms_iou"] == 0.5  # smoke and default
+    assert recipe["head"]["anchor_ratios"] == [1.0, 2.0, 3.0] and recipe["head"]["pyramid_channels"] == 128
+    full = load_recipe(PROTOCOLS.get("crowdhuman").recipe_path(), "finetune", "full", task="detection")
+    assert full["data"]["max_train_images"] is None and full["loader"]["batch_size"] == 16
 
 
 @pytest.mark.slow
