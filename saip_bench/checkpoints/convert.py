@@ -1,4 +1,4 @@
-"""Convert any supported checkpoint (SAIPv1, MAE, DINO, timm, ours) into our format."""
+"""Convert any supported checkpoint (SAIPv1, MAE, DINO, timm, OpenMMLab, ours) into our format."""
 
 from __future__ import annotations
 

@@ -10,6 +10,10 @@ Each layout is detected from the file's structure, never from its name:
 * DINO: ``{"student", "teacher", ...}`` with ``backbone.`` and the projection ``head.``.
 * MAE: ``{"model": ...}`` with the encoder at the top level and ``decoder_*`` / ``mask_token`` beside it.
 * timm: a flat state dict (``.pth``/``.bin``/``.safetensors``), possibly under ``state_dict`` or ``module.``.
+* OpenMMLab (mmengine ``save_checkpoint``, e.g. an mmpose or mmdet model): ``{"meta", "state_dict",
+  "message_hub", "optimizer"}`` with the model's ``backbone.`` beside its ``neck.`` / ``head.``; ``meta`` and
+  ``message_hub`` pickle numpy and mmengine objects, so the file is read by the restricted unpickler of
+  :func:`saip_bench.mm.checkpoint.read_mm_state_dict` (see :func:`extract_mm_backbone`).
 """
 
 from __future__ import annotations
@@ -176,6 +180,35 @@ def extract_backbone(
     state, dropped = _drop(state, (*PRETRAIN_ONLY_KEYS.get(layout, ()), *DERIVED_KEYS))
     method = {"mae": "mae", "saipv1": "saip"}.get(layout, "unknown")
     return ForeignCheckpoint(state, layout, method, None, dropped)
+
+
+#: How :class:`saip_bench.mm.backbone.SaipMMBackbone` nests the timm model under an mm model's ``backbone.``.
+SAIP_MM_BACKBONE_PREFIX = "backbone.model."
+
+
+def extract_mm_backbone(
+    state: Mapping[str, torch.Tensor], *, source: str = "checkpoint"
+) -> ForeignCheckpoint:
+    """The backbone of an OpenMMLab model's state dict: the tensors under ``backbone.``, prefix removed.
+
+    A model built with the suite's own ``SaipBackbone`` (saip_bench.mm.backbone) holds the timm network at
+    ``backbone.backbone.model.``; then only that is kept (its simple-pyramid ``neck`` is a task module). Any
+    other mm backbone keeps its own key names, and strict loading names whatever does not fit.
+
+    Raises:
+        CheckpointError: No ``backbone.`` key (the message lists the prefixes there are).
+    """
+    inner = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    if not inner:
+        heads = ", ".join(sorted({k.split(".", 1)[0] + "." for k in state})[:8])
+        raise CheckpointError(f"{source}: OpenMMLab checkpoint without 'backbone.' weights (keys: {heads})")
+    dropped = [k for k in state if not k.startswith("backbone.")]
+    nested = SAIP_MM_BACKBONE_PREFIX
+    if any(k.startswith(nested) for k in inner):
+        dropped += [f"backbone.{k}" for k in inner if not k.startswith(nested)]
+        inner = {k[len(nested) :]: v for k, v in inner.items() if k.startswith(nested)}
+    kept, derived = _drop(inner, DERIVED_KEYS)
+    return ForeignCheckpoint(kept, "openmmlab", "unknown", None, sorted(dropped) + derived)
 
 
 def guess_arch(state_dict: Mapping[str, torch.Tensor]) -> str:

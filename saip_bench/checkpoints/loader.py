@@ -14,11 +14,13 @@ from saip_bench.checkpoints.foreign import (
     checkpoint_filter_fn,
     drop_classifier,
     extract_backbone,
+    extract_mm_backbone,
     guess_arch,
     load_state_strict,
     read_weights_file,
 )
 from saip_bench.checkpoints.format import is_saip_checkpoint, read_backbone_checkpoint, state_digest
+from saip_bench.mm.checkpoint import is_mm_checkpoint, read_mm_state_dict
 
 
 @dataclass
@@ -27,7 +29,7 @@ class FoundCheckpoint:
 
     path: Path
     state_dict: dict[str, torch.Tensor]
-    layout: str  # saip | saipv1 | dino | mae | timm
+    layout: str  # saip | saipv1 | dino | mae | timm | openmmlab
     method: str
     arch: str
     old_grid: tuple[int, int] | None = None
@@ -69,6 +71,10 @@ class LoadReport:
 def read_any_checkpoint(path: str | Path, *, branch: str = "teacher") -> FoundCheckpoint:
     """Read ours (``x.safetensors`` + ``x.json``) or a foreign file and return its backbone weights.
 
+    An OpenMMLab checkpoint (told from its pickle, see :func:`saip_bench.mm.checkpoint.is_mm_checkpoint`)
+    is read with the restricted unpickler, which runs nothing the file asks for; every other torch file
+    with ``weights_only=True``.
+
     Raises:
         CheckpointError: Unreadable file or no backbone inside.
     """
@@ -80,8 +86,10 @@ def read_any_checkpoint(path: str | Path, *, branch: str = "teacher") -> FoundCh
         return FoundCheckpoint(
             path, state, "saip", str(meta.get("method", "unknown")), meta["arch"], grid, meta=meta
         )
-    raw = read_weights_file(path)
-    ext = extract_backbone(raw, branch=branch, source=str(path))
+    if is_mm_checkpoint(path):
+        ext = extract_mm_backbone(read_mm_state_dict(path), source=str(path))
+    else:
+        ext = extract_backbone(read_weights_file(path), branch=branch, source=str(path))
     return FoundCheckpoint(
         path,
         ext.state_dict,

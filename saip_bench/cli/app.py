@@ -37,10 +37,11 @@ def _root(
     setup_logging(verbose)
 
 
-app.command("pretrain", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
-    pretrain.pretrain
-)
-app.command("evaluate")(evaluate.evaluate)
+# Both take the config's key=value overrides as extra arguments (each command checks them).
+OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+WITH_OVERRIDES = "[OPTIONS] [KEY=VALUE]..."
+app.command("pretrain", context_settings=OVERRIDES, options_metavar=WITH_OVERRIDES)(pretrain.pretrain)
+app.command("evaluate", context_settings=OVERRIDES, options_metavar=WITH_OVERRIDES)(evaluate.evaluate)
 app.command("report")(report.report)
 app.command("demo")(demo.demo)
 app.add_typer(data.app, name="data", help="Synthetic datasets in the real formats, and dataset checks.")
@@ -50,3 +51,7 @@ app.command("convert")(convert.convert)
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":  # python -m saip_bench.cli.app: the console script without the installed wrapper
+    main()

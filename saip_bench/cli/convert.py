@@ -16,7 +16,7 @@ def convert(
     src: Annotated[
         Path,
         typer.Argument(
-            metavar="IN", help="Checkpoint to read: SAIPv1, MAE, DINO, a timm state dict, or ours."
+            metavar="IN", help="Checkpoint to read: SAIPv1, MAE, DINO, timm, OpenMMLab (mmengine), or ours."
         ),
     ],
     dst: Annotated[

@@ -34,7 +34,13 @@ def synth(
     ids: Annotated[int, typer.Option(min=1, help="Number of identities.")] = 16,
     images: Annotated[int, typer.Option(min=1, help="Number of images per dataset.")] = 160,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Replace dataset folders that already exist.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace dataset folders that already exist (without it, [bold]all[/] keeps them and "
+            "writes the missing ones; a single format that exists is an error)."
+        ),
+    ] = False,
 ) -> None:
     """Write synthetic datasets in the exact on-disk format of the real ones."""
 
@@ -43,11 +49,12 @@ def synth(
     supported, unsupported = resolve_formats(fmt)
     if not supported:
         raise fail("no synthetic format is supported yet")
-    if not overwrite:
-        # Refuse before writing anything, so `all` never stops half-way over one existing folder.
-        for info in supported:
-            if (out / info.folder).exists():
-                raise fail(f"{out / info.folder}: already exists; choose another --out or pass --overwrite")
+    kept = [] if overwrite else [info for info in supported if (out / info.folder).exists()]
+    if kept and fmt != "all":  # the one format asked for is there: refuse rather than keep it silently
+        raise fail(f"{out / kept[0].folder}: already exists; choose another --out or pass --overwrite")
+    # `all` fills a data root in (datasets are added to it one by one, e.g. LUP for pretraining first):
+    # what is there is kept, as it may be a real dataset, and only the missing folders are written.
+    supported = [info for info in supported if info not in kept]
     written: list[tuple[str, Path]] = []
     with progress_bar() as progress:
         task = progress.add_task("synthetic data", total=len(supported))
@@ -58,6 +65,11 @@ def synth(
             progress.advance(task)
     for name, path in written:
         console.print(f"[green]wrote[/] {name:<15} {path}", highlight=False)
+    for info in kept:
+        console.print(
+            f"[yellow]kept[/]  {info.name:<15} {out / info.folder} (exists; --overwrite replaces it)",
+            highlight=False,
+        )
     if unsupported:
         names = ", ".join(info.name for info in unsupported)
         console.print(f"[yellow]not yet supported:[/] {names}", highlight=False)

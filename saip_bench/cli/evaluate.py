@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from saip_bench.cli.common import BACKBONE_HELP, console, progress_bar, user_errors
+from saip_bench.cli.common import BACKBONE_HELP, console, fail, progress_bar, user_errors
 from saip_bench.errors import ConfigError
 
 
@@ -24,8 +24,25 @@ def parse_scales(text: str) -> list[float]:
     return list(dict.fromkeys(scales))
 
 
+def recipe_overrides(args: list[str]) -> list[str]:
+    """The extra command-line arguments as ``key=value`` recipe overrides; anything else is one red line.
+
+    The command takes unknown arguments (Typer's ``allow_extra_args``), so a mistyped option lands here too
+    and is named instead of being ignored.
+    """
+    for item in args:
+        key, sep, _ = item.partition("=")
+        if not sep or not key or key.startswith("-"):
+            raise fail(
+                f"unexpected argument {item!r}: recipe overrides are key=value (e.g. train.epochs=1); "
+                "see saip evaluate --help"
+            )
+    return list(args)
+
+
 @user_errors
 def evaluate(
+    ctx: typer.Context,
     *,
     task: Annotated[
         str,
@@ -62,7 +79,13 @@ def evaluate(
     ] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
 ) -> None:
-    """Evaluate a backbone on a task's datasets; every finished evaluation is recorded in the workspace."""
+    """Evaluate a backbone on a task's datasets; every finished evaluation is recorded in the workspace.
+
+    Extra [bold]key=value[/] arguments override the recipe, applied last:
+    e.g. [bold]train.epochs=1 eval.batch_size=8[/]. The valid keys are the task's
+    (configs/evaluate/defaults/TASK.yaml) and the engine's train section.
+    """
+    overrides = recipe_overrides(list(ctx.args))
     from rich.table import Table
 
     from saip_bench.evaluate.dispatch import evaluate as run_evaluation
@@ -92,6 +115,7 @@ def evaluate(
             resume=resume,
             device=device,
             recipe=recipe,
+            overrides=overrides,
             progress=progress,
         )
     table = Table(title=f"saip evaluate: {task} ({budget})", title_justify="left")

@@ -18,6 +18,10 @@ need ``builtins.getattr`` and so would re-open arbitrary code execution.
    torch really routes ``find_class`` through the restricted unpickler (torch subclasses it);
 3. keeps only the tensors, from ``state_dict`` (or the top level of a bare state dict), optionally those
    under a key prefix (stripped), detached from any hooks or state the pickle attached.
+
+:func:`is_mm_checkpoint` tells such a file from the other checkpoint layouts by reading its pickle's opcodes
+(``pickletools.genops``), which executes nothing; ``saip_bench.checkpoints`` uses it so that any
+``--backbone`` path, ``timm:NAME=PATH`` and ``saip convert`` accept an OpenMMLab checkpoint.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ import functools
 import io
 import logging
 import pickle
+import pickletools
 import types
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -190,6 +196,50 @@ def _load(path: Path) -> Any:
     return obj
 
 
+#: Packages whose classes only an OpenMMLab checkpoint pickles (mmengine's meta and message hub).
+MM_PACKAGES = ("mmengine", "mmcv", "mmdet", "mmpose", "mmpretrain", "mmseg")
+
+
+def _pickle_bytes(path: Path) -> bytes | None:
+    """The object pickle of a torch zip checkpoint (``<archive>/data.pkl``), or None for other files."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            return archive.read(names[0]) if names else None
+    except (OSError, zipfile.BadZipFile):
+        return None
+
+
+def is_mm_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is an OpenMMLab (mmengine) checkpoint, told from its pickle without running it.
+
+    mmengine's ``save_checkpoint`` writes ``{"meta", "state_dict", "message_hub", "optimizer", ...}`` with
+    model keys ``backbone.`` / ``neck.`` / ``head.``. The file is one when its pickle names a class of an
+    OpenMMLab package (``mmengine.logging.history_buffer.HistoryBuffer`` in the message hub), or, for a
+    checkpoint saved with plain metadata, when it holds both a ``meta`` and a ``state_dict`` entry and a
+    ``backbone.`` key. Legacy (non-zip) torch files are never mm checkpoints here.
+    """
+    data = _pickle_bytes(Path(path))
+    if data is None:
+        return False
+    strings: set[str] = set()
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            if not isinstance(arg, str):
+                continue
+            if opcode.name in ("GLOBAL", "INST"):  # the argument is "module name"
+                if arg.split(".", 1)[0].split(" ", 1)[0] in MM_PACKAGES:
+                    return True
+                continue
+            # Protocol >= 4 (STACK_GLOBAL) pushes the dotted module name as a plain string.
+            if "." in arg and arg.split(".", 1)[0] in MM_PACKAGES:
+                return True
+            strings.add(arg)
+    except (ValueError, EOFError):  # a truncated or corrupt pickle: let the reader report it
+        return False
+    return {"meta", "state_dict"} <= strings and any(s.startswith("backbone.") for s in strings)
+
+
 def _tensors(obj: Any) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping):
         return {}
@@ -235,4 +285,4 @@ def read_mm_state_dict(path: str | Path, *, prefix: str | None = None) -> dict[s
     return state
 
 
-__all__ = ["read_mm_state_dict"]
+__all__ = ["MM_PACKAGES", "is_mm_checkpoint", "read_mm_state_dict"]

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from timm.models.vision_transformer import VisionTransformer
 
-from saip_bench.backbones import load_backbone, resample_pos_embed, save_backbone
-from saip_bench.checkpoints import read_any_checkpoint
+from saip_bench.backbones import load_backbone, resample_pos_embed
+from saip_bench.checkpoints import read_any_checkpoint, save_backbone
 from saip_bench.errors import CheckpointError
 
 

@@ -9,8 +9,8 @@ import pytest
 import timm
 import torch
 
-from saip_bench.backbones import load_backbone, read_backbone_checkpoint, save_backbone
-from saip_bench.checkpoints import is_saip_checkpoint, state_digest
+from saip_bench.backbones import load_backbone
+from saip_bench.checkpoints import is_saip_checkpoint, read_backbone_checkpoint, save_backbone, state_digest
 from saip_bench.errors import CheckpointError
 from saip_bench.io import sha256_file
 

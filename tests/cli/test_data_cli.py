@@ -1,21 +1,24 @@
 """`saip data synth|check` and their library (saip_bench.data_check), with fake format modules.
 
-The real format modules are written by other issues; a fake module per dataset, swapped in through
-``DatasetInfo.load_module``, tests the dispatch, the atomic writes and the status table on its own. The last
-tests run the real market1501 / lup modules once they exist.
+A fake format module per dataset, swapped into the registry's specs (``checker``/``writer`` references),
+tests the dispatch, the atomic writes and the status table on their own. The last tests run the real
+market1501 / lup code.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import types
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+import saip_bench.datasets as datasets_module
 from saip_bench.cli.app import app
 from saip_bench.data_check import check_datasets, resolve_formats, write_synth_dataset
-from saip_bench.datasets import DATASETS, LUP, DatasetInfo, synth_formats
+from saip_bench.datasets import DATASETS, LUP, DatasetSpec, SynthOptions, synth_formats
 from saip_bench.errors import DataFormatError, SaipError
 
 runner = CliRunner()
@@ -25,13 +28,12 @@ def _fake_module(name: str, *, fail_after_first_file: bool = False) -> types.Mod
     """A format module writing ``ids.txt`` + one file per image; check() counts them, rejects 'BAD'."""
     module = types.ModuleType(f"fake_{name}")
 
-    def write_synth(out: Path, *, ids: int, images: int, seed: int) -> None:
-        out = Path(out)
+    def write_synth(out: Path, options: SynthOptions) -> None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "ids.txt").write_text(f"{ids} {seed}\n")
+        (out / "ids.txt").write_text(f"{options.ids} {options.seed}\n")
         if fail_after_first_file:
             raise RuntimeError("writer crashed half-way")
-        for i in range(images):
+        for i in range(options.images):
             (out / f"{i:04d}.img").write_text("x")
 
     def check(root: Path) -> dict[str, int]:
@@ -49,15 +51,28 @@ def _fake_module(name: str, *, fail_after_first_file: bool = False) -> types.Mod
     return module
 
 
+def _use_modules(monkeypatch: pytest.MonkeyPatch, modules: dict[str, types.ModuleType]) -> None:
+    """Point the specs named in ``modules`` at them; every other spec names no check and no writer."""
+
+    def fake(spec: DatasetSpec) -> DatasetSpec:
+        module = modules.get(spec.name)
+        if module is None:
+            return dataclasses.replace(spec, checker=None, writer=None)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        return dataclasses.replace(
+            spec, checker=f"{module.__name__}:check", writer=f"{module.__name__}:write_synth"
+        )
+
+    for name, spec in DATASETS.items():
+        monkeypatch.setitem(DATASETS._entries, name, fake(spec))
+    monkeypatch.setattr(datasets_module, "LUP", fake(LUP))
+
+
 @pytest.fixture
 def fake_formats(monkeypatch):
     """market1501, msmt17 and lup get fake modules; every other format is "not yet supported"."""
     modules = {name: _fake_module(name) for name in ("market1501", "msmt17", "lup")}
-
-    def load_module(self: DatasetInfo):
-        return modules.get(self.name)
-
-    monkeypatch.setattr(DatasetInfo, "load_module", load_module)
+    _use_modules(monkeypatch, modules)
     return modules
 
 
@@ -117,10 +132,7 @@ def test_unsupported_single_format_is_an_error(fake_formats, tmp_path):
 
 
 def test_failed_writer_leaves_nothing(monkeypatch, tmp_path):
-    broken = _fake_module("market1501", fail_after_first_file=True)
-    monkeypatch.setattr(
-        DatasetInfo, "load_module", lambda self: broken if self.name == "market1501" else None
-    )
+    _use_modules(monkeypatch, {"market1501": _fake_module("market1501", fail_after_first_file=True)})
     with pytest.raises(RuntimeError, match="half-way"):
         write_synth_dataset(DATASETS.get("market1501"), tmp_path, ids=1, images=1, seed=0)
     assert list(tmp_path.iterdir()) == []
@@ -141,9 +153,9 @@ def test_existing_folder_needs_overwrite(fake_formats, tmp_path):
 def test_check_statuses_alias_override_and_malformed(fake_formats, tmp_path):
     # MSMT17 under its torchreid-style alias; Market-1501 given explicitly and broken.
     msmt = tmp_path / "root" / "msmt17" / "MSMT17_V1"
-    fake_formats["msmt17"].write_synth(msmt, ids=1, images=1, seed=0)
+    fake_formats["msmt17"].write_synth(msmt, SynthOptions(ids=1, images=1, seed=0))
     broken = tmp_path / "elsewhere"
-    fake_formats["market1501"].write_synth(broken, ids=1, images=1, seed=0)
+    fake_formats["market1501"].write_synth(broken, SynthOptions(ids=1, images=1, seed=0))
     (broken / "BAD").write_text("")
     statuses = {s.name: s for s in check_datasets(tmp_path / "root", {"market1501": broken})}
     assert statuses["msmt17"].status == "found" and statuses["msmt17"].path == msmt
@@ -185,22 +197,11 @@ def test_resolve_formats(fake_formats):
     assert len(supported) + len(unsupported) == len(synth_formats()) == 13
 
 
-# -- the real modules, once their issue has landed -------------------------------------------------------
-
-
-def _real(name: str) -> DatasetInfo:
-    info = synth_formats().get(name)
-    try:
-        module = info.load_module()
-    except ImportError as err:  # the module exists but its dependencies are still being written
-        pytest.skip(f"{info.module} does not import yet: {err}")
-    if module is None or not hasattr(module, "write_synth"):
-        pytest.skip(f"{info.module} has no write_synth yet")
-    return info
+# -- the real code --------------------------------------------------------------------------------------
 
 
 def test_real_market1501_synth_then_check(tmp_path):
-    info = _real("market1501")
+    info = DATASETS.get("market1501")
     result = _synth(
         "--format", "market1501", "--out", str(tmp_path), "--ids", "3", "--images", "24", "--seed", "1"
     )
@@ -211,7 +212,7 @@ def test_real_market1501_synth_then_check(tmp_path):
 
 
 def test_real_lup_synth(tmp_path):
-    info = _real("lup")
+    info = LUP
     result = _synth("--format", "lup", "--out", str(tmp_path), "--ids", "2", "--images", "6")
     assert result.exit_code == 0, result.output
     assert any(p.is_file() for p in (tmp_path / info.folder).rglob("*"))

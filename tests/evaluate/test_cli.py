@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,10 @@ BACKBONE = "random:test_vit"  # timm's tiny test ViT keeps the CLI run to second
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from saip_bench.tasks.reid.data.market1501 import write_synth
+    from saip_bench.datasets import DATASETS
 
     root = tmp_path_factory.mktemp("data")
-    write_synth(root / "Market-1501-v15.09.15", ids=8, images=64, seed=0)
+    DATASETS.get("market1501").write_synth(root / "Market-1501-v15.09.15", ids=8, images=64, seed=0)
     return root
 
 
@@ -43,14 +44,17 @@ def test_frozen_scales_then_skip_then_finetune(data_root: Path, tmp_path: Path) 
         "--device",
         "cpu",
     ]
-    first = _invoke(*common, "--dataset", "market1501", "--protocol", "frozen", "--scales", "0.5,1")
+    frozen = ["--dataset", "market1501", "--protocol", "frozen", "--scales", "0.5,1", "eval.batch_size=16"]
+    first = _invoke(*common, *frozen)
     assert first.exit_code == 0, first.output
+    recipes = [json.loads(f.read_text()) for f in (ws / "runs" / "market1501").glob("*/recipe.json")]
+    assert [r["eval"]["batch_size"] for r in recipes] == [16, 16]  # the key=value override, applied last
     records = open_workspace_store(ws).query(dataset="market1501")
     assert sorted(r.scale for r in records) == [0.5, 1.0]
     assert all(
         r.protocol == "frozen" and r.primary_metric == "mAP" and 0 < r.primary_value <= 100 for r in records
     )
-    again = _invoke(*common, "--dataset", "market1501", "--protocol", "frozen", "--scales", "0.5,1")
+    again = _invoke(*common, *frozen)
     assert again.exit_code == 0 and again.output.count("skipped") >= 2
     assert open_workspace_store(ws).count() == 2
     tuned = _invoke(*common, "--dataset", "all")
@@ -74,3 +78,23 @@ def test_user_errors_are_one_line(data_root: Path, tmp_path: Path) -> None:
     assert protocol.exit_code == 1 and "supports protocols finetune, frozen" in protocol.output
     task = _invoke(*base, "--data-root", str(data_root), "--task", "juggling")
     assert task.exit_code == 1 and "unknown task" in task.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["eval.batchsize=8"], "unknown key 'eval.batchsize'"),
+        (["train.epoch=1"], "unknown key(s) epoch"),
+        (["train.lr=fast"], "lr must be float, not 'fast'"),
+        (["train.epochs"], "unexpected argument 'train.epochs': recipe overrides are key=value"),
+        (["--epochs", "1"], "unexpected argument '--epochs'"),
+    ],
+)
+def test_bad_overrides_are_one_line(data_root: Path, tmp_path: Path, extra: list[str], message: str) -> None:
+    args = ["--task", "reid", "--dataset", "market1501", "--backbone", BACKBONE]
+    args += ["--data-root", str(data_root)]
+    args += ["--workspace", str(tmp_path / "ws"), "--budget", "smoke", "--device", "cpu"]
+    result = _invoke(*args, *extra)
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not list((tmp_path / "ws").glob("runs/*/*/recipe.json"))  # refused before any run started

@@ -1,4 +1,6 @@
-"""``read_mm_state_dict``: mmengine checkpoints load, malicious pickles run nothing, errors are one line."""
+"""OpenMMLab checkpoints: ``read_mm_state_dict`` loads mmengine files, malicious pickles run nothing,
+errors are one line; ``is_mm_checkpoint`` tells them apart, so ``--backbone``, ``timm:NAME=PATH`` and
+``saip convert`` accept them."""
 
 from __future__ import annotations
 
@@ -224,37 +226,103 @@ def test_errors_are_one_line_naming_the_file(tmp_path: Path, content: object, pr
     assert problem in text
 
 
-def test_mm_checkpoint_of_saip_backbone_loads_into_a_fresh_backbone(tmp_path: Path) -> None:
-    """How a user reuses an mm-trained backbone: read its keys with the prefix, load strictly."""
+def _mm_checkpoint_of_saip_backbone(path: Path, size: tuple[int, int], *, out: str = "last") -> nn.Module:
+    """What an mmengine Runner writes for an mm model built on ``SaipBackbone``: returns the trained model."""
     from mmengine.logging import HistoryBuffer
     from mmengine.runner.checkpoint import save_checkpoint, weights_to_cpu
 
-    from saip_bench.backbones import create_model, load_backbone
+    from saip_bench.backbones import load_backbone
     from saip_bench.mm.backbone import SaipMMBackbone
 
-    size = (64, 48)
-
-    class Detector(nn.Module):  # an mm model: data_preprocessor / backbone / neck / head
+    class Detector(nn.Module):  # an mm model: backbone / (neck) / head
         def __init__(self) -> None:
             super().__init__()
-            self.backbone = SaipMMBackbone.wrap(load_backbone("random:saip_vit_tiny_patch16", img_size=size))
+            backbone = load_backbone("random:saip_vit_tiny_patch16", img_size=size)
+            self.backbone = SaipMMBackbone.wrap(backbone, out=out, out_channels=16)
             self.head = nn.Conv2d(192, 2, 1)
 
     detector = Detector()
     with torch.no_grad():  # "training" moved the weights away from the seed-0 initialisation
-        for p in detector.backbone.parameters():
+        for p in detector.parameters():
             p.add_(0.01 * torch.randn_like(p))
-    path = tmp_path / "det.pth"
     meta = {"epoch": 12, "history": HistoryBuffer([0.5], [1]), "img_shape": np.array(size)}
     save_checkpoint({"meta": meta, "state_dict": weights_to_cpu(detector.state_dict())}, str(path))
+    return detector.eval()
 
-    state = read_mm_state_dict(path, prefix="backbone.backbone.model.")
-    fresh = create_model("saip_vit_tiny_patch16", size, seed=1)
+
+def test_mm_checkpoint_of_saip_backbone_is_a_backbone_spec(tmp_path: Path) -> None:
+    """``--backbone epoch_12.pth`` of an mm-trained SaipBackbone: detected, read safely, loaded strictly."""
+    from saip_bench.backbones import create_model, load_backbone
+
+    size = (64, 32)
+    path = tmp_path / "epoch_12.pth"
+    detector = _mm_checkpoint_of_saip_backbone(path, size, out="pyramid")
+    assert mm_checkpoint.is_mm_checkpoint(path)
+    bb = load_backbone(str(path), img_size=size)
+    assert bb.meta["format"] == "openmmlab" and bb.arch == "saip_vit_tiny_patch16"
     x = torch.randn(1, 3, *size)
-    fresh.eval()
-    detector.eval()
     with torch.no_grad():
         trained = detector.backbone.backbone.model.forward_features(x)
+        fresh = create_model("saip_vit_tiny_patch16", size, seed=1).eval()
         assert not torch.allclose(fresh.forward_features(x), trained)
-        fresh.load_state_dict(state, strict=True)
-        torch.testing.assert_close(fresh.forward_features(x), trained)
+        torch.testing.assert_close(bb.model.forward_features(x), trained)
+    # The same file through timm:NAME=PATH, at another input size (pos_embed resampled in 2-D).
+    other = load_backbone(f"timm:saip_vit_tiny_patch16={path}", img_size=(128, 64))
+    assert other.meta["format"] == "openmmlab" and other.model.pos_embed.shape == (1, 1 + 8 * 4, 192)
+
+
+def test_mm_checkpoint_converts_to_our_format(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from saip_bench.backbones import load_backbone
+    from saip_bench.cli.app import app
+
+    size = (64, 32)
+    src, dst = tmp_path / "epoch_12.pth", tmp_path / "converted.safetensors"
+    detector = _mm_checkpoint_of_saip_backbone(src, size)
+    result = CliRunner().invoke(app, ["convert", str(src), str(dst), "--img-size", "64x32"])
+    assert result.exit_code == 0, result.output
+    assert "detected openmmlab checkpoint" in result.output and "dropped 2 non-backbone keys" in result.output
+    bb = load_backbone(str(dst), img_size=size)
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            bb.model.forward_features(x), detector.backbone.backbone.model.forward_features(x)
+        )
+
+
+def test_mm_checkpoint_of_another_backbone_fails_strictly(tmp_path: Path) -> None:
+    """An mm backbone whose keys are not timm's: one line naming the file and the keys, nothing loaded."""
+    from saip_bench.backbones import load_backbone
+
+    path = tmp_path / "resnet.pth"
+    _save_mm_checkpoint(_small_model(), path)  # backbone.weight / backbone.bias: not a ViT
+    with pytest.raises(CheckpointError) as err:
+        load_backbone(str(path))
+    text = str(err.value)
+    assert text.startswith(f"{path}: does not fit the saip_vit_tiny_patch16 backbone") and "\n" not in text
+    assert "unexpected key(s): weight, bias" in text and "missing key(s)" in text
+    head_only = tmp_path / "head_only.pth"
+    torch.save({"meta": {"epoch": 1}, "state_dict": {"head.w": torch.ones(1)}, "x": "backbone.w"}, head_only)
+    with pytest.raises(CheckpointError, match="OpenMMLab checkpoint without 'backbone.' weights"):
+        load_backbone(str(head_only))
+
+
+def test_is_mm_checkpoint_reads_the_format_not_the_name(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    runner = tmp_path / "runner.pth"
+    _save_mm_checkpoint(_small_model(), runner)  # pickles mmengine's HistoryBuffer and numpy objects
+    plain_meta = tmp_path / "plain.pth"  # saved with plain metadata: told by its layout
+    torch.save({"meta": {"epoch": 1}, "state_dict": {"backbone.w": torch.ones(1)}}, plain_meta)
+    timm_sd = tmp_path / "mmdet_named_but_timm.pth"
+    torch.save({"state_dict": {"blocks.0.w": torch.ones(1)}, "epoch": 3}, timm_sd)
+    saipv1 = tmp_path / "checkpoint.pth"
+    torch.save({"teacher": {"backbone.w": torch.ones(1)}, "student": {}, "epoch": 1}, saipv1)
+    safetensors = tmp_path / "w.safetensors"
+    save_file({"backbone.w": torch.ones(1)}, str(safetensors))
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(runner.read_bytes()[:300])
+    assert mm_checkpoint.is_mm_checkpoint(runner) and mm_checkpoint.is_mm_checkpoint(plain_meta)
+    for other in (timm_sd, saipv1, safetensors, truncated, tmp_path / "missing.pth"):
+        assert not mm_checkpoint.is_mm_checkpoint(other), other.name
