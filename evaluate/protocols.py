@@ -1,4 +1,8 @@
-"""The protocol registry: for each dataset, its task adapter, recipe, primary metric and best-selection rule.
+"""Recipe resolution, and the protocol view of the dataset registry (adapter, recipe, metric, protocols).
+
+Each dataset's adapter, recipe, primary metric, best-selection rule and protocols are declared once, in its
+:class:`~saip_bench.dataset_spec.DatasetSpec` (:mod:`saip_bench.datasets`); :data:`PROTOCOLS` is the view of
+the registry holding the datasets that have protocols.
 
 Recipes are YAML files under ``configs/evaluate/`` (package ``saip_bench.configs``). Layout::
 
@@ -23,179 +27,28 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
+from saip_bench.dataset_spec import DatasetSpec
+from saip_bench.datasets import DATASETS
 from saip_bench.errors import ConfigError
-from saip_bench.evaluate.adapter import PROTOCOL_NAMES, TaskAdapter
+from saip_bench.evaluate.adapter import PROTOCOL_NAMES
 from saip_bench.evaluate.budgets import default_overrides
 from saip_bench.registry import Registry
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class ProtocolSpec:
-    """How one dataset is evaluated.
-
-    Attributes:
-        dataset: dataset registry name (:data:`saip_bench.datasets.DATASETS`).
-        task: task name, e.g. ``"reid"``.
-        adapter: ``"module.path:ClassName"`` of the :class:`TaskAdapter`.
-        recipe: recipe file relative to ``saip_bench.configs``, e.g.
-            ``"evaluate/reid_market1501_256x128.yaml"``.
-        primary_metric: the metric the report ranks by (a key of the adapter's metrics).
-        best: best-selection rule on the primary metric: ``"max"`` (higher is better) or ``"min"``.
-        protocols: protocols this dataset supports; the first is the default.
-        needs: optional mm packages the adapter imports (``"mmpose"``, ``"mmdet"``); the demo skips the
-            dataset, saying so, when one is not installed (see :func:`saip_bench.mm.available.missing_mm`).
-    """
-
-    dataset: str
-    task: str
-    adapter: str
-    recipe: str
-    primary_metric: str
-    best: Literal["max", "min"]
-    protocols: tuple[str, ...]
-    needs: tuple[str, ...] = ()
-
-    @property
-    def default_protocol(self) -> str:
-        return self.protocols[0]
-
-    def load_adapter(self) -> TaskAdapter:
-        """Import and instantiate the adapter."""
-        module_name, _, attr = self.adapter.partition(":")
-        adapter = getattr(importlib.import_module(module_name), attr)()
-        if not isinstance(adapter, TaskAdapter):
-            raise TypeError(f"{self.adapter} does not implement TaskAdapter")
-        return adapter
-
-    def recipe_path(self) -> Path:
-        from saip_bench.configs import config_path
-
-        try:
-            return config_path(self.recipe)
-        except FileNotFoundError as err:
-            raise ConfigError(str(err)) from None
-
-
-PROTOCOLS: Registry[ProtocolSpec] = Registry("evaluation dataset")
-
-_REID = "saip_bench.tasks.reid.adapter:ReidAdapter"
-_ATTR = "saip_bench.tasks.attribute.adapter:AttributeAdapter"
-_TEXT = "saip_bench.tasks.text_retrieval.adapter:TextRetrievalAdapter"
-_POSE = "saip_bench.tasks.pose.adapter:PoseAdapter"
-_PARSING = "saip_bench.tasks.parsing.adapter:ParsingAdapter"
-_DET = "saip_bench.tasks.detection.adapter:DetectionAdapter"
-_FASHION = "saip_bench.tasks.fashion.adapter:FashionAdapter"
-for _spec in (
-    ProtocolSpec(
-        "market1501",
-        "reid",
-        _REID,
-        "evaluate/reid_market1501_256x128.yaml",
-        "mAP",
-        "max",
-        ("finetune", "frozen"),
-    ),
-    ProtocolSpec(
-        "msmt17", "reid", _REID, "evaluate/reid_msmt17_256x128.yaml", "mAP", "max", ("finetune", "frozen")
-    ),
-    ProtocolSpec(
-        "pa100k",
-        "attribute",
-        _ATTR,
-        "evaluate/attribute_pa100k_256x128.yaml",
-        "mA",
-        "max",
-        ("finetune", "linear"),
-    ),
-    ProtocolSpec(
-        "peta_zs",
-        "attribute",
-        _ATTR,
-        "evaluate/attribute_peta_zs_256x192.yaml",
-        "mA",
-        "max",
-        ("finetune", "linear"),
-    ),
-    ProtocolSpec(
-        "cuhk_pedes",
-        "text_retrieval",
-        _TEXT,
-        "evaluate/text_retrieval_cuhk_pedes_384x128.yaml",
-        "R1",
-        "max",
-        ("finetune", "linear"),
-    ),
-    ProtocolSpec(
-        "icfg_pedes",
-        "text_retrieval",
-        _TEXT,
-        "evaluate/text_retrieval_icfg_pedes_384x128.yaml",
-        "R1",
-        "max",
-        ("finetune", "linear"),
-    ),
-    ProtocolSpec(
-        "coco_keypoints",
-        "pose",
-        _POSE,
-        "evaluate/pose_coco_keypoints_256x192.yaml",
-        "AP",
-        "max",
-        ("finetune", "linear"),
-        needs=("mmpose",),
-    ),
-    ProtocolSpec(
-        "coco_wholebody",
-        "pose",
-        _POSE,
-        "evaluate/pose_coco_wholebody_256x192.yaml",
-        "AP",
-        "max",
-        ("finetune", "linear"),
-        needs=("mmpose",),
-    ),
-    ProtocolSpec(
-        "lip", "parsing", _PARSING, "evaluate/parsing_lip_480x480.yaml", "mIoU", "max", ("finetune", "linear")
-    ),
-    ProtocolSpec(
-        "cihp",
-        "parsing",
-        _PARSING,
-        "evaluate/parsing_cihp_512x512.yaml",
-        "mIoU",
-        "max",
-        ("finetune", "linear"),
-    ),
-    ProtocolSpec(
-        "crowdhuman",
-        "detection",
-        _DET,
-        "evaluate/detection_crowdhuman_800x1344.yaml",
-        "AP",
-        "max",
-        ("finetune",),
-        needs=("mmdet",),
-    ),
-    ProtocolSpec(
-        "fashionpedia",
-        "fashion",
-        _FASHION,
-        "evaluate/fashion_fashionpedia_1024x1024.yaml",
-        "AP",
-        "max",
-        ("finetune",),
-        needs=("mmdet",),
-    ),
-):
-    PROTOCOLS.add(_spec.dataset, _spec)
+#: The evaluation datasets (every registered dataset with protocols), by name: a view of
+#: :data:`saip_bench.datasets.DATASETS` holding the same :class:`~saip_bench.dataset_spec.DatasetSpec`
+#: objects, so a dataset's adapter, recipe, primary metric, best rule and protocols are declared once.
+PROTOCOLS: Registry[DatasetSpec] = Registry("evaluation dataset")
+for _name, _spec in DATASETS.items():
+    if _spec.protocols:
+        PROTOCOLS.add(_name, _spec)
 
 
 def datasets_for_task(task: str) -> list[str]:
