@@ -19,8 +19,9 @@ from saip_bench.datasets import DATASETS, DatasetSpec
 from saip_bench.engine import ProgressFn
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest
+from saip_bench.evaluate.protocols import config_digest as recipe_digest
 from saip_bench.evaluate.protocols import datasets_for_task, load_recipe, scaled_size
-from saip_bench.io import atomic_write_json, digest_obj, git_revision
+from saip_bench.io import atomic_write_json, git_revision
 
 if TYPE_CHECKING:
     from saip_bench.results import EvalRecord
@@ -158,7 +159,7 @@ def evaluate(
         if len(base_size) != 2:
             raise ConfigError(f"{recipe_file}: img_size must be [H, W]")
         seed = int(resolved.get("seed", 0))
-        config_digest = digest_obj(resolved)
+        config_digest = recipe_digest(resolved)
         for scale in scales:
             scale = float(scale)
             model = load_backbone(backbone, img_size=base_size, device=dev)  # type: ignore[arg-type]

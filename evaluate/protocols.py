@@ -15,22 +15,22 @@ Recipes are YAML files under ``configs/evaluate/`` (package ``saip_bench.configs
     budgets:                      # optional per-budget overrides, per protocol
       smoke: {finetune: {train: {epochs: 1}}, frozen: {...}}
 
-:func:`load_recipe` merges, in order: the top-level keys (without ``protocols``/``budgets``), the protocol's
-section, the budget's defaults (:mod:`saip_bench.evaluate.budgets`) and the recipe's own budget overrides.
+:func:`load_recipe` merges with OmegaConf, in order: the task's documented defaults file
+(``configs/evaluate/defaults/<task>.yaml``, which is also the list of valid keys: any other key is an error
+naming the recipe), the recipe's top-level keys (without ``protocols``/``budgets``), the protocol's section,
+the budget's defaults (:mod:`saip_bench.evaluate.budgets`), the recipe's own budget overrides, and last the
+``key=value`` overrides of ``saip evaluate``. The ``train`` section is the engine's
+:class:`~saip_bench.engine.EngineConfig`, checked by it.
 
-Adapters are named ``"module:Class"`` so nothing task-specific is imported until it is evaluated. The
-attribute task provides ``saip_bench.tasks.attribute.adapter:AttributeAdapter`` and the recipes
-``configs/evaluate/attribute_pa100k_256x128.yaml`` and ``configs/evaluate/attribute_peta_zs_256x192.yaml``.
+Each dataset's recipe file and adapter (``"module:Class"``, imported only when it is evaluated) are named by
+its declaration in ``tasks/<task>/datasets.yaml``.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from saip_bench.dataset_spec import DatasetSpec
 from saip_bench.datasets import DATASETS
@@ -38,9 +38,6 @@ from saip_bench.errors import ConfigError
 from saip_bench.evaluate.adapter import PROTOCOL_NAMES
 from saip_bench.evaluate.budgets import default_overrides
 from saip_bench.registry import Registry
-
-T = TypeVar("T")
-
 
 #: The evaluation datasets (every registered dataset with protocols), by name: a view of
 #: :data:`saip_bench.datasets.DATASETS` holding the same :class:`~saip_bench.dataset_spec.DatasetSpec`
@@ -58,17 +55,6 @@ def datasets_for_task(task: str) -> list[str]:
         valid = ", ".join(sorted({spec.task for _, spec in PROTOCOLS.items()}))
         raise ConfigError(f"unknown task {task!r}; valid tasks: {valid}")
     return names
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """A new dict: ``base`` with ``override`` merged in, nested dicts merged key by key."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -114,30 +100,40 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
         raise ConfigError(f"overrides {' '.join(overrides)}: {type(err).__name__}: {err}") from None
 
 
-def _strict(resolved: dict[str, Any], defaults_file: Path, source: str) -> dict[str, Any]:
-    """``resolved`` over the task's defaults; a key the defaults do not declare is a ConfigError."""
+def _merge(*layers: Any) -> dict[str, Any]:
+    """OmegaConf's merge of plain mappings (nested mappings key by key, lists replaced), as plain dicts."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.merge(*layers), resolve=True)  # type: ignore[return-value]
+
+
+def _strict(values: dict[str, Any], defaults_file: Path, source: str) -> dict[str, Any]:
+    """``values`` over the task's defaults; a key the defaults do not declare is a ConfigError."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     base = OmegaConf.merge(OmegaConf.create(COMMON_KEYS), OmegaConf.load(defaults_file))
     OmegaConf.set_struct(base, True)
-    body = {k: v for k, v in resolved.items() if k not in ("train", "protocol", "budget")}
+    body = {k: v for k, v in values.items() if k not in _UNCHECKED}
     try:
         merged = OmegaConf.merge(base, body)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or ""
-        valid = ", ".join(sorted(str(k) for k in base))
         if key:
+            valid = ", ".join(sorted(str(k) for k in base))
             raise ConfigError(
-                f"{source}: unknown key {key!r} (the task's keys are documented in {defaults_file.name}; "
-                f"top-level: {valid})"
+                f"{source}: unknown key {key!r} (the task's keys are documented in "
+                f"configs/evaluate/defaults/{defaults_file.name}; top-level: {valid})"
             ) from None
         raise ConfigError(f"{source}: {type(err).__name__}: {err}") from None
     out: dict[str, Any] = OmegaConf.to_container(merged, resolve=True)  # type: ignore[assignment]
-    for key in ("train", "protocol", "budget"):
-        if key in resolved:
-            out[key] = resolved[key]
+    out.update({key: values[key] for key in _UNCHECKED if key in values})
     return out
+
+
+#: Keys the task's defaults file does not list: the engine's section (checked by EngineConfig) and the
+#: protocol and budget that load_recipe writes into the resolved recipe.
+_UNCHECKED = ("train", "protocol", "budget")
 
 
 def load_recipe(
@@ -169,18 +165,18 @@ def load_recipe(
         valid = ", ".join(sections) or "(none)"
         raise ConfigError(f"{path}: recipe has no protocol {protocol!r}; it has: {valid}")
     common = {k: v for k, v in raw.items() if k not in ("protocols", "budgets")}
-    resolved = deep_merge(common, sections[protocol] or {})
-    if "train" in resolved:
-        resolved["train"] = {**resolved["train"], **default_overrides(budget, resolved["train"])}
-    else:
-        default_overrides(budget, {})  # validates the budget name
+    resolved = _merge(common, sections[protocol] or {})
+    budget_train = default_overrides(budget, resolved.get("train") or {})  # also validates the budget name
     own = ((raw.get("budgets") or {}).get(budget) or {}).get(protocol) or {}
-    resolved = deep_merge(resolved, own)
-    if overrides:
-        resolved = deep_merge(resolved, parse_overrides(overrides))
+    resolved = _merge(resolved, {"train": budget_train} if "train" in resolved else {}, own)
     defaults_file = task_defaults_path(task) if task else None
     if defaults_file is not None:
         resolved = _strict(resolved, defaults_file, str(path))
+    if overrides:
+        extra = parse_overrides(overrides)
+        if defaults_file is not None:
+            _strict(extra, defaults_file, f"override {' '.join(overrides)}")
+        resolved = _merge(resolved, extra)
     if "train" in resolved:
         from saip_bench.engine import EngineConfig
 
@@ -190,41 +186,27 @@ def load_recipe(
     return resolved
 
 
+#: Keys that change how a run is carried out but not its result: left out of the config digest (the skip key
+#: and the run folder's name), so e.g. ``train.checkpoint_every=100`` added on a ``--resume`` finds its run.
+OPERATIONAL_KEYS: tuple[tuple[str, str], ...] = (
+    ("train", "checkpoint_every"),
+    ("train", "log_every"),
+    ("data", "workers"),
+)
+
+
+def config_digest(resolved: dict[str, Any]) -> str:
+    """The digest of a resolved recipe that identifies its result (without :data:`OPERATIONAL_KEYS`)."""
+    from saip_bench.io import digest_obj
+
+    kept = {k: dict(v) if isinstance(v, dict) else v for k, v in resolved.items()}
+    for section, key in OPERATIONAL_KEYS:
+        if isinstance(kept.get(section), dict):
+            kept[section].pop(key, None)
+    return digest_obj(kept)
+
+
 def scaled_size(img_size: tuple[int, int], scale: float, patch: int) -> tuple[int, int]:
     """``img_size`` x ``scale``, each side rounded to the nearest multiple of ``patch`` (at least one)."""
     height, width = (max(patch, int(round(side * scale / patch)) * patch) for side in img_size)
     return height, width
-
-
-@dataclass(frozen=True)
-class LoaderSettings:
-    """The ``loader`` section of a fine-tuning recipe."""
-
-    batch_size: int = 64
-
-
-@dataclass(frozen=True)
-class AugmentSettings:
-    """The ``augment`` section: pad + random crop, horizontal flip (evaluate.images.train_transform)."""
-
-    pad: int = 10
-    flip: float = 0.5
-
-
-def recipe_settings(recipe: dict[str, Any], name: str, cls: type[T]) -> T:
-    """Build the settings dataclass ``cls`` from the recipe section ``name`` (missing = defaults).
-
-    Raises:
-        ConfigError: the section is not a mapping, or names a key ``cls`` does not have (the message lists
-            the valid keys, so a typo in a recipe fails before any training).
-    """
-    values = recipe.get(name) or {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"recipe section {name!r} must be a mapping, got {type(values).__name__}")
-    valid = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - valid)
-    if unknown:
-        raise ConfigError(
-            f"recipe section {name!r}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
-        )
-    return cls(**values)

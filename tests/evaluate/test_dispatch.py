@@ -11,8 +11,7 @@ from saip_bench.datasets import DATASETS, DatasetSpec
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate import dispatch
 from saip_bench.evaluate.adapter import EvalRequest, EvalResult, TaskAdapter
-from saip_bench.evaluate.protocols import load_recipe
-from saip_bench.io import digest_obj
+from saip_bench.evaluate.protocols import config_digest, load_recipe
 from saip_bench.results import open_workspace_store
 
 BACKBONE = "random:test_vit"  # timm's tiny test ViT: builds in milliseconds
@@ -58,7 +57,7 @@ def test_records_have_the_right_fields(fake: FakeAdapter, data_root: Path, tmp_p
     [rec] = open_workspace_store(ws).query()
     spec = DATASETS.get("market1501")
     resolved = load_recipe(spec.recipe_path(), "finetune", "smoke")
-    assert rec.config_digest == digest_obj(resolved)
+    assert rec.config_digest == config_digest(resolved)
     assert (rec.task, rec.dataset, rec.protocol, rec.budget, rec.scale) == (
         "reid",
         "market1501",

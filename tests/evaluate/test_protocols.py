@@ -9,7 +9,13 @@ import pytest
 from saip_bench.datasets import DATASETS
 from saip_bench.errors import ConfigError
 from saip_bench.evaluate.budgets import default_overrides
-from saip_bench.evaluate.protocols import PROTOCOLS, datasets_for_task, load_recipe, scaled_size
+from saip_bench.evaluate.protocols import (
+    PROTOCOLS,
+    config_digest,
+    datasets_for_task,
+    load_recipe,
+    scaled_size,
+)
 
 RECIPE = """
 img_size: [256, 128]
@@ -89,3 +95,33 @@ def test_scaled_size_rounds_to_the_patch() -> None:
     assert scaled_size((256, 128), 1.25, 16) == (320, 160)
     assert scaled_size((256, 192), 1.1, 16) == (288, 208)
     assert scaled_size((32, 16), 0.1, 16) == (16, 16)
+
+
+def test_task_defaults_fill_every_key_and_overrides_go_last(recipe: Path) -> None:
+    resolved = load_recipe(
+        recipe, "finetune", "smoke", task="reid", overrides=["eval.batch_size=8", "train.epochs=2"]
+    )
+    assert resolved["eval"]["batch_size"] == 8 and resolved["train"]["epochs"] == 2
+    assert resolved["eval"]["flip"] is True  # the recipe's value
+    assert resolved["loss"]["margin"] == 0.3  # a key only the defaults file has
+
+
+def test_unknown_keys_name_the_recipe_or_the_command_line(recipe: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(RECIPE.replace("flip: true", "flipp: true"))
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown key 'eval\.flipp'"):
+        load_recipe(bad, "frozen", "full", task="reid")
+    with pytest.raises(ConfigError, match=r"override eval\.batchsize=8: unknown key 'eval\.batchsize'"):
+        load_recipe(recipe, "frozen", "full", task="reid", overrides=["eval.batchsize=8"])
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_recipe(recipe, "finetune", "full", task="reid", overrides=["train.epoch=2"])
+
+
+def test_the_digest_ignores_how_a_run_is_carried_out_not_what_it_computes(recipe: Path) -> None:
+    base = load_recipe(recipe, "finetune", "smoke", task="reid")
+    same = load_recipe(
+        recipe, "finetune", "smoke", task="reid",
+        overrides=["train.checkpoint_every=5", "train.log_every=1", "data.workers=0"],
+    )  # fmt: skip
+    other = load_recipe(recipe, "finetune", "smoke", task="reid", overrides=["train.lr=0.01"])
+    assert config_digest(same) == config_digest(base) != config_digest(other)
