@@ -4,32 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.tiny_vit import TinyVit
 
-from saip_bench.backbones.vit import PERSON_IMG_SIZE, check_img_size
+from saip_bench.backbones.vit import PERSON_IMG_SIZE, check_img_size, person_cfg
 
 # The patch embedding and three patch-merging steps halve the map each; any multiple of 32 gives whole
 # maps at every stage (windows are padded by timm), and smaller multiples of 16 still run.
 TINY_VIT_STRIDE = 32
 
 default_cfgs = generate_default_cfgs(
-    {
-        "saip_tiny_vit_5m": {
-            "url": "",
-            "num_classes": 0,
-            "input_size": (3, *PERSON_IMG_SIZE),
-            "pool_size": None,
-            "crop_pct": 1.0,
-            "interpolation": "bicubic",
-            "mean": IMAGENET_DEFAULT_MEAN,
-            "std": IMAGENET_DEFAULT_STD,
-            "first_conv": "patch_embed.conv1.conv",
-            "classifier": "head.fc",
-            "license": "apache-2.0",
-        }
-    }
+    {"saip_tiny_vit_5m": person_cfg(first_conv="patch_embed.conv1.conv", classifier="head.fc")}
 )
 
 

@@ -13,8 +13,11 @@ from saip_bench.errors import ConfigError
 PERSON_IMG_SIZE = (256, 128)
 
 
-def _cfg(**kwargs: Any) -> dict[str, Any]:
-    # No url, file or hub id: nothing is ever downloaded; local weights go through load_backbone.
+def person_cfg(**kwargs: Any) -> dict[str, Any]:
+    """timm's pretrained config of a SAIP backbone at the person-crop size (``kwargs`` override keys).
+
+    No url, file or hub id: nothing is ever downloaded; local weights go through load_backbone.
+    """
     return {
         "url": "",
         "num_classes": 0,
@@ -32,7 +35,7 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
 
 
 # timm's @register_model reads this module-level dict, so it must exist before the entrypoints.
-default_cfgs = generate_default_cfgs({"saip_vit_tiny_patch16": _cfg()})
+default_cfgs = generate_default_cfgs({"saip_vit_tiny_patch16": person_cfg()})
 
 
 def vit_map_indices(depth: int) -> tuple[int, int, int, int]:

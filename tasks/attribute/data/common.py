@@ -33,6 +33,34 @@ class AttributeSet:
     partition: dict[str, np.ndarray]
     pos_ratio: np.ndarray
 
+    @classmethod
+    def from_files(
+        cls,
+        dataset: str,
+        root: Path,
+        *,
+        source: Path,
+        image_dir: str,
+        names: list[str],
+        attr_names: list[str] | tuple[str, ...],
+        labels: np.ndarray,
+        partition: dict[str, np.ndarray],
+    ) -> AttributeSet:
+        """The set read from annotation file ``source``: checks every image name is a plain file name in
+        ``root/image_dir`` and takes the BCE weights from the ``trainval`` split's own labels."""
+        for name in names:
+            if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+                raise DataFormatError(source, f"image name {name!r} is not a plain file name")
+        return cls(
+            dataset=dataset,
+            root=root,
+            attr_names=tuple(attr_names),
+            image_paths=[root / image_dir / name for name in names],
+            labels=labels,
+            partition=partition,
+            pos_ratio=(labels[partition["trainval"]] == 1).mean(axis=0).astype(np.float32),
+        )
+
     @property
     def num_attrs(self) -> int:
         return len(self.attr_names)

@@ -89,21 +89,12 @@ def load(root: str | Path) -> AttributeSet:
         labels.append(binary_labels(path, key, mat[key], (len(split_names), len(attr_names))))
         partition[split] = np.arange(len(names), len(names) + len(split_names), dtype=np.int64)
         names += split_names
-    for name in names:
-        if not name or Path(name).is_absolute() or ".." in Path(name).parts:
-            raise DataFormatError(path, f"image name {name!r} is not a plain file name")
     partition["trainval"] = np.concatenate([partition["train"], partition["val"]])
     check_partition(path, partition, len(names))
-    label_matrix = np.concatenate(labels, axis=0)
-    return AttributeSet(
-        dataset="pa100k",
-        root=root,
-        attr_names=tuple(attr_names),
-        image_paths=[root / IMAGE_DIR / name for name in names],
-        labels=label_matrix,
-        partition=partition,
-        pos_ratio=(label_matrix[partition["trainval"]] == 1).mean(axis=0).astype(np.float32),
-    )
+    return AttributeSet.from_files(
+        "pa100k", root, source=path, image_dir=IMAGE_DIR, names=names, attr_names=attr_names,
+        labels=np.concatenate(labels, axis=0), partition=partition,
+    )  # fmt: skip
 
 
 def check(root: str | Path) -> dict[str, int]:

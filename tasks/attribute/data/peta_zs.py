@@ -126,25 +126,16 @@ def load(root: str | Path) -> AttributeSet:
         else np.concatenate([partition["train"], partition["val"]])
     )
     check_partition(path, partition, len(names))
-    for name in names:
-        if not name or Path(name).is_absolute() or ".." in Path(name).parts:
-            raise DataFormatError(path, f"image name {name!r} is not a plain file name")
     # Training weights are the split's own positive ratios (as the reference computes them from the labels);
     # the stored weight_trainval only has to agree in length.
-    pos_ratio = (labels[partition["trainval"]] == 1).mean(axis=0).astype(np.float32)
     if "weight_trainval" in data:
         size = np.asarray(_first_run(data["weight_trainval"]), dtype=object).size
         if size != len(attr_names):
             raise DataFormatError(path, f"weight_trainval has {size} entries for {len(attr_names)} labels")
-    return AttributeSet(
-        dataset="peta_zs",
-        root=root,
-        attr_names=tuple(attr_names),
-        image_paths=[root / IMAGE_DIR / name for name in names],
-        labels=labels,
-        partition=partition,
-        pos_ratio=pos_ratio,
-    )
+    return AttributeSet.from_files(
+        "peta_zs", root, source=path, image_dir=IMAGE_DIR, names=names, attr_names=attr_names,
+        labels=labels, partition=partition,
+    )  # fmt: skip
 
 
 def check(root: str | Path) -> dict[str, int]:
