@@ -72,10 +72,14 @@ def evaluate(
         Path | None, typer.Option(help="Recipe YAML instead of the dataset's default (e.g. a 384x128 one).")
     ] = None,
     force: Annotated[
-        bool, typer.Option(help="Rerun even if an identical evaluation is already recorded.")
+        bool,
+        typer.Option(
+            help="Rerun even if already recorded; start an unfinished run over (its last.pt is removed)."
+        ),
     ] = False,
     resume: Annotated[
-        bool, typer.Option(help="Continue an interrupted fine-tuning from its last checkpoint.")
+        bool,
+        typer.Option(help="Continue an interrupted run from its last.pt, exactly (same batches, same RNG)."),
     ] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
 ) -> None:
