@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from saip_bench.datasets import DATASETS, DatasetSpec
 from saip_bench.engine import ProgressFn
+from saip_bench.engine.logging import run_log
 from saip_bench.errors import ConfigError, DataFormatError
 from saip_bench.evaluate.adapter import EvalRequest
 from saip_bench.evaluate.protocols import config_digest as recipe_digest
@@ -219,8 +220,12 @@ def evaluate(
                 best=spec.best,
             )
             adapter = spec.load_adapter()
-            log.info("%s %s x%g %s on %s: running", spec.name, proto, scale, size, dev)
-            with Attempts(run_dir, resume=resumed, write=is_main) as attempts:  # times every attempt
+            # Times every attempt; the run's log records go to its train.log, also when nothing is trained.
+            with (
+                Attempts(run_dir, resume=resumed, write=is_main) as attempts,
+                run_log(run_dir, enabled=is_main),
+            ):
+                log.info("%s %s x%g %s on %s: running", spec.name, proto, scale, size, dev)
                 result = adapter.run(request, model)
             started, duration = attempts.started_at, attempts.total_s
             record = EvalRecord(

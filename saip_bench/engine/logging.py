@@ -14,9 +14,11 @@ run directory gets the same log.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,46 @@ def format_step_line(
     if eta_s is not None:
         parts.append(f"ETA {format_eta(eta_s)}")
     return " ".join(parts)
+
+
+def _attach(run_dir: Path, stream: Any) -> logging.Handler:
+    """A handler of the ``saip_bench`` logger writing ``stream`` (the run's ``train.log``): the records the
+    logging levels let through, at INFO and above; the step lines are written directly, whatever the levels,
+    so the handler skips their logger."""
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt=_TIME_FORMAT))
+    handler.addFilter(lambda record: not record.name.startswith(PROGRESS_LOGGER))
+    handler.saip_run_dir = run_dir.resolve()  # type: ignore[attr-defined]
+    logging.getLogger("saip_bench").addHandler(handler)
+    return handler
+
+
+def _has_run_log(run_dir: Path) -> bool:
+    target = run_dir.resolve()
+    return any(getattr(h, "saip_run_dir", None) == target for h in logging.getLogger("saip_bench").handlers)
+
+
+@contextlib.contextmanager
+def run_log(run_dir: str | Path, *, enabled: bool | None = None) -> Iterator[None]:
+    """Send the ``saip_bench`` log records of one run to ``RUN/train.log`` while the block runs.
+
+    Dispatch wraps every evaluation in it, so a run that trains nothing (a frozen or a linear probe) has its
+    text log too; a :class:`TrainLogger` inside the block writes its step lines to the same file without
+    attaching a second handler.
+    """
+    run_dir = Path(run_dir)
+    if not (is_main() if enabled is None else enabled) or _has_run_log(run_dir):
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOG_NAME, "a", encoding="utf-8") as stream:
+        handler = _attach(run_dir, stream)
+        try:
+            yield
+        finally:
+            logging.getLogger("saip_bench").removeHandler(handler)
+            handler.close()
 
 
 class TrainLogger:
@@ -103,14 +145,9 @@ class TrainLogger:
         if self.enabled:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._file = open(self.run_dir / LOG_NAME, "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
-            # The run's other records (set-up, resume, warnings) as the logging levels let them through; the
-            # step lines are written directly, whatever the levels, so the handler skips their logger.
-            handler = logging.StreamHandler(self._file)
-            handler.setLevel(logging.INFO)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt=_TIME_FORMAT))
-            handler.addFilter(lambda record: not record.name.startswith(PROGRESS_LOGGER))
-            logging.getLogger("saip_bench").addHandler(handler)
-            self._handler = handler
+            # The run's other records (set-up, resume, warnings), unless a run_log already sends them here.
+            if not _has_run_log(self.run_dir):
+                self._handler = _attach(self.run_dir, self._file)
 
     def start(self, step: int) -> None:
         """Restart the ETA clock at ``step`` steps done (where a resumed run continues from)."""

@@ -125,3 +125,25 @@ def test_data_root_may_be_the_dataset_folder(fake: FakeAdapter, data_root: Path,
     folder = data_root / "Market-1501-v15.09.15"
     [out] = _run(folder, tmp_path / "ws")
     assert out.status == "done" and fake.requests[0].data_dir == folder
+
+
+def test_every_run_dir_gets_a_text_log_even_when_nothing_trains(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    class LoggingAdapter(FakeAdapter):
+        def run(self, request: EvalRequest, backbone) -> EvalResult:
+            logging.getLogger("saip_bench.tasks.fake").info("features of 12 query crops")
+            return super().run(request, backbone)
+
+    adapter = LoggingAdapter()
+    monkeypatch.setattr(DatasetSpec, "load_adapter", lambda self: adapter)
+    monkeypatch.setattr(logging.getLogger("saip_bench"), "level", logging.INFO)
+    [out] = _run(data_root, tmp_path / "ws", protocol="frozen")
+    text = (out.run_dir / "train.log").read_text()
+    assert "market1501 frozen x1" in text and "running" in text
+    assert text.count("features of 12 query crops") == 1
+    assert not logging.getLogger("saip_bench").handlers or all(
+        getattr(h, "saip_run_dir", None) is None for h in logging.getLogger("saip_bench").handlers
+    )  # the run's handler is gone once it ends
