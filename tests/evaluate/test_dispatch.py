@@ -128,7 +128,7 @@ def test_data_root_may_be_the_dataset_folder(fake: FakeAdapter, data_root: Path,
 
 
 def test_every_run_dir_gets_a_text_log_even_when_nothing_trains(
-    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import logging
 
@@ -139,7 +139,7 @@ def test_every_run_dir_gets_a_text_log_even_when_nothing_trains(
 
     adapter = LoggingAdapter()
     monkeypatch.setattr(DatasetSpec, "load_adapter", lambda self: adapter)
-    monkeypatch.setattr(logging.getLogger("saip_bench"), "level", logging.INFO)
+    caplog.set_level(logging.INFO, logger="saip_bench")
     [out] = _run(data_root, tmp_path / "ws", protocol="frozen")
     text = (out.run_dir / "train.log").read_text()
     assert "market1501 frozen x1" in text and "running" in text
