@@ -67,7 +67,9 @@ class DatasetSpec:
         writer: ``"module:function"`` writing a synthetic copy: ``write_synth(out, options: SynthOptions)``.
         protocols: evaluation protocols the dataset supports, the first the default (empty: not evaluated).
         recipe: recipe file relative to ``saip_bench.configs``, e.g.
-            ``"evaluate/reid_market1501_256x128.yaml"``.
+            ``"evaluate/reid_market1501_256x128.yaml"``, or, starting with ``./``, relative to the task's
+            own folder (``"./newset_256x128.yaml"``, shipped as package data), so a new dataset can keep it
+            there.
         adapter: ``"module:Class"`` of the task adapter (:class:`~saip_bench.evaluate.adapter.TaskAdapter`).
         best: best-selection rule on the primary metric: ``"max"`` or ``"min"``.
         needs: optional mm packages the adapter imports (``"mmpose"``, ``"mmdet"``); the demo skips the
@@ -136,6 +138,13 @@ class DatasetSpec:
 
         if self.recipe is None:
             raise ConfigError(f"{self.title} has no evaluation recipe")
+        if self.recipe.startswith("./"):
+            from importlib.resources import files
+
+            path = Path(str(files(f"saip_bench.tasks.{self.task}").joinpath(self.recipe[2:])))
+            if not path.is_file():
+                raise ConfigError(f"{path}: no such recipe file (declared for {self.name})")
+            return path
         try:
             return config_path(self.recipe)
         except FileNotFoundError as err:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import saip_bench.tasks.reid
 from saip_bench.dataset_spec import (
     DatasetSpec,
     SynthOptions,
@@ -115,3 +116,12 @@ def test_listing_the_datasets_imports_no_numpy_pil_or_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_a_recipe_may_live_in_its_task_folder() -> None:
+    from dataclasses import replace
+
+    spec = replace(DATASETS.get("market1501"), recipe="./datasets.yaml")  # any file of the task folder
+    assert spec.recipe_path() == Path(saip_bench.tasks.reid.__file__).parent / "datasets.yaml"
+    with pytest.raises(ConfigError, match="no such recipe file"):
+        replace(spec, recipe="./recipes/missing.yaml").recipe_path()
