@@ -26,6 +26,7 @@ from saip_bench.engine.distributed import (
     wrap_ddp,
 )
 from saip_bench.engine.finite import NonFiniteLossError, check_finite
+from saip_bench.engine.hooks import Hook, Run
 from saip_bench.engine.logging import TrainLogger
 from saip_bench.engine.loop import (
     EngineConfig,
@@ -51,6 +52,8 @@ __all__ = [
     "FitResult",
     "NonFiniteLossError",
     "ProgressFn",
+    "Hook",
+    "Run",
     "TrainLogger",
     "all_gather_object",
     "all_gather_tensor",

@@ -1,9 +1,10 @@
 """The fine-tuning engine every task trains with.
 
-One loop for all tasks: AdamW or SGD, layer-wise lr decay for ViTs, linear warm-up then cosine or step decay
-(per step), bf16 autocast on CUDA, atomic ``last.pt`` / ``best.pt`` checkpoints with ``resume``, progress
-through a callback, periodic evaluation and best/last selection. The task supplies the model, the data,
-a ``step_fn`` that returns named losses and an ``evaluate_fn`` that returns metrics.
+One loop for all tasks: AdamW or SGD, layer-wise lr decay (ViT and TinyViT), linear warm-up then cosine or
+step decay (per step), bf16 autocast on CUDA, exact resume. The task supplies the model, the data, a
+``step_fn`` that returns named losses and an ``evaluate_fn`` that returns metrics; evaluation and best/last
+selection, logging, progress and checkpoints are hooks (:mod:`saip_bench.engine.hooks`), and a caller may add
+its own.
 
 Under ``torchrun`` (an initialised process group) the model is wrapped in DistributedDataParallel and only
 rank 0 writes checkpoints; the task's loader must shard its data (e.g. a DistributedSampler).
@@ -17,7 +18,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,19 +28,16 @@ import torch
 from torch import nn
 
 from saip_bench.engine.batch import move_to
-from saip_bench.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from saip_bench.engine.checkpoint import load_checkpoint, set_rng_state
 from saip_bench.engine.distributed import (
-    all_gather_object,
     all_reduce_sum,
-    barrier,
     is_dist,
-    is_main,
     rank,
-    unwrap,
     world_size,
     wrap_ddp,
 )
 from saip_bench.engine.finite import check_finite
+from saip_bench.engine.hooks import CheckpointHook, EvalHook, Hook, LogHook, ProgressHook, Run
 from saip_bench.engine.logging import TrainLogger
 from saip_bench.engine.params import build_optimizer, build_param_groups
 from saip_bench.engine.sampling import (
@@ -52,7 +50,6 @@ from saip_bench.engine.sampling import (
 from saip_bench.engine.schedule import lr_factor
 from saip_bench.engine.signals import StopRequest
 from saip_bench.errors import CheckpointError, ConfigError, Interrupted
-from saip_bench.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -272,10 +269,6 @@ def _config_record(config: EngineConfig) -> dict[str, Any]:
     return record
 
 
-def _better(value: float, best: float | None, rule: str) -> bool:
-    return best is None or (value > best if rule == "max" else value < best)
-
-
 @contextlib.contextmanager
 def _forked_host_rng() -> Iterator[None]:
     """numpy's and python's global RNG put back as they were after the block (torch has fork_rng)."""
@@ -377,6 +370,7 @@ def fit(
     resume: bool = False,
     progress: ProgressFn | None = None,
     seed: int | None = None,
+    hooks: Sequence[Hook] = (),
 ) -> FitResult:
     """Train ``model`` and return the selected epoch's metrics; the model ends holding the selected weights.
 
@@ -409,6 +403,8 @@ def fit(
         seed: when given, training draws from torch's global RNG (dropout, drop-path, mmdet's samplers)
             seeded with it, forked (numpy's and python's RNG too) so the caller's RNG state is untouched:
             the run repeats on the same machine.
+        hooks: the caller's own :class:`~saip_bench.engine.hooks.Hook` objects, called after the engine's
+            (evaluation, logging, progress, checkpoint) after every step and every epoch.
 
     Raises:
         CheckpointError: ``resume`` finds a checkpoint written with another config, or an unreadable one.
@@ -426,7 +422,7 @@ def fit(
             return fit(
                 model, train_loader, step_fn, config=config, run_dir=run_dir, device=device,
                 evaluate_fn=evaluate_fn, primary_metric=primary_metric, best=best, param_groups=param_groups,
-                resume=resume, progress=progress,
+                resume=resume, progress=progress, hooks=hooks,
             )  # fmt: skip
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -458,47 +454,45 @@ def fit(
         "epoch": 0, "batch": 0, "step": 0, "history": [], "best_value": None, "best_epoch": 0,
         "best_metrics": {}, "epoch_sums": {}, "epoch_count": 0, "elapsed_s": 0.0,
     }  # fmt: skip
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    last_path = run_dir / "last.pt"
     if resume and last_path.is_file():
         _restore(last_path, model, optimizer, config_record, state)
     resumed_from, resumed_from_step = int(state["epoch"]), int(state["step"])
-    prior_s = float(state["elapsed_s"])
-
-    def save_last(epoch: int, batch: int, sums: dict[str, float], count: int) -> None:
-        state.update(
-            epoch=epoch, batch=batch, step=step, epoch_sums=dict(sums), epoch_count=count,
-            elapsed_s=prior_s + time.perf_counter() - started,
-        )  # fmt: skip
-        rngs = all_gather_object(rng_state())  # every rank's streams, so each continues its own
-        if is_main():
-            save_checkpoint(
-                last_path,
-                {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "config": config_record, "rng": rngs},
-            )  # fmt: skip
-        barrier()  # no rank leaves (and no Interrupted ends the job) before the file is complete
+    use_amp = config.amp and device.type == "cuda"
+    run = Run(
+        model, optimizer, config, run_dir, device, state, total_steps, steps_per_epoch, use_amp=use_amp,
+        step=int(state["step"]), prior_s=float(state["elapsed_s"]), started=started,
+    )  # fmt: skip
+    checkpoint = CheckpointHook(config_record)
+    all_hooks: list[Hook] = []
+    if evaluate_fn is not None:
+        all_hooks.append(
+            EvalHook(lambda r: _evaluate(r.model, evaluate_fn, device, use_amp), primary_metric, best)
+        )
+    all_hooks.append(LogHook(TrainLogger(run_dir, total_steps, config.log_every, start_step=run.step)))
+    if progress is not None:
+        all_hooks.append(ProgressHook(progress))
+    all_hooks += [checkpoint, *hooks]
 
     train_model = wrap_ddp(model, device)
-    use_amp = config.amp and device.type == "cuda"
-    step = int(state["step"])
-    last_metrics: dict[str, float] = {}
-    logger = TrainLogger(run_dir, total_steps, config.log_every, start_step=step)
-    with StopRequest() as stop, contextlib.closing(logger):
+    with StopRequest() as stop, contextlib.ExitStack() as closing:
+        for hook in all_hooks:
+            closing.callback(hook.close)
         for epoch in range(int(state["epoch"]), config.epochs):
             resuming = epoch == resumed_from and int(state["batch"]) > 0
-            start = int(state["batch"]) if resuming else 0
-            sums: dict[str, float] = dict(state["epoch_sums"]) if resuming else {}
-            count = int(state["epoch_count"]) if resuming else 0
+            run.epoch, run.batch = epoch, int(state["batch"]) if resuming else 0
+            run.epoch_sums = dict(state["epoch_sums"]) if resuming else {}
+            run.epoch_count = int(state["epoch_count"]) if resuming else 0
             train_model.train()
-            if start < steps_per_epoch:
-                batches = _epoch_batches(train_loader, epoch, start)
+            if run.batch < steps_per_epoch:
+                batches = _epoch_batches(train_loader, epoch, run.batch)
                 tick = time.perf_counter()
-                for i in range(start, steps_per_epoch):
+                for i in range(run.batch, steps_per_epoch):
                     batch = next(batches, _END)
                     if batch is _END:
                         break
                     factor = lr_factor(
-                        step, total_steps=total_steps, steps_per_epoch=steps_per_epoch, config=config
+                        run.step, total_steps=total_steps, steps_per_epoch=steps_per_epoch, config=config
                     )
                     for group in optimizer.param_groups:
                         group["lr"] = config.lr * group["lr_scale"] * factor
@@ -507,63 +501,48 @@ def fit(
                     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
                         losses = step_fn(train_model, batch)
                     check_finite(
-                        losses, run_dir=run_dir, step=step + 1, advice=f"last good state: {last_path}"
+                        losses, run_dir=run_dir, step=run.step + 1, advice=f"last good state: {last_path}"
                     )
                     optimizer.zero_grad(set_to_none=True)
                     losses["loss"].backward()
                     if config.grad_clip:
                         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                     optimizer.step()
-                    step += 1
-                    count += 1
-                    values = {key: float(value.detach()) for key, value in losses.items()}
-                    for key, value in values.items():
-                        sums[key] = sums.get(key, 0.0) + value
+                    run.step, run.batch, run.epoch_count = run.step + 1, i + 1, run.epoch_count + 1
+                    run.losses = {key: float(value.detach()) for key, value in losses.items()}
+                    for key, value in run.losses.items():
+                        run.epoch_sums[key] = run.epoch_sums.get(key, 0.0) + value
                     now = time.perf_counter()
-                    rate = size / (now - tick) if size and now > tick else None
+                    run.lr = config.lr * factor
+                    run.images_per_s = size / (now - tick) if size and now > tick else None
                     tick = now
-                    logger.step(step, values, config.lr * factor, rate)
-                    if progress is not None:
-                        progress(f"epoch {epoch + 1}/{config.epochs}", step, total_steps)
-                    stopping = _all_agree(stop.requested is not None, device)
-                    if stopping or (config.checkpoint_every and step % config.checkpoint_every == 0):
-                        save_last(epoch, i + 1, sums, count)
-                    if stopping:
+                    for hook in all_hooks:
+                        hook.after_step(run)
+                    if _all_agree(stop.requested is not None, device):
+                        if checkpoint.saved_at != run.step:
+                            checkpoint.save(run, epoch=epoch, batch=run.batch)
                         raise Interrupted(
-                            f"{last_path}: interrupted at step {step}/{total_steps} by "
+                            f"{last_path}: interrupted at step {run.step}/{total_steps} by "
                             f"{stop.requested or 'another rank'}; rerun with --resume to continue"
                         )
                 del batches  # ends its workers before the evaluation starts its own
-            record: dict[str, float] = {"epoch": epoch + 1, **{k: v / max(1, count) for k, v in sums.items()}}
+            count = max(1, run.epoch_count)
+            record: dict[str, float] = {
+                "epoch": epoch + 1,
+                **{k: v / count for k, v in run.epoch_sums.items()},
+            }
             log.debug("epoch %d: %s", epoch + 1, record)
-            is_last = epoch + 1 == config.epochs
-            if evaluate_fn is not None and (
-                is_last or (config.eval_every and (epoch + 1) % config.eval_every == 0)
-            ):
-                metrics = _evaluate(model, evaluate_fn, device, use_amp)
-                model.train()
-                record.update(metrics)
-                last_metrics = metrics
-                logger.metrics(step, metrics, label=f"epoch {epoch + 1}")
-                if primary_metric is not None and _better(metrics[primary_metric], state["best_value"], best):
-                    state.update(
-                        best_value=metrics[primary_metric], best_epoch=epoch + 1, best_metrics=metrics
-                    )
-                    if config.select == "best" and is_main():
-                        save_checkpoint(
-                            best_path,
-                            {"model": unwrap(model).state_dict(), "epoch": epoch + 1, "metrics": metrics},
-                        )
-            state["history"].append(record)
-            save_last(epoch + 1, 0, {}, 0)
-            if is_main():
-                atomic_write_json(run_dir / "history.json", state["history"])
+            for hook in all_hooks:
+                hook.after_epoch(run, record)
+            model.train()
             if _all_agree(stop.requested is not None, device):
                 raise Interrupted(
-                    f"{last_path}: interrupted after epoch {epoch + 1} (step {step}/{total_steps}) by "
+                    f"{last_path}: interrupted after epoch {epoch + 1} (step {run.step}/{total_steps}) by "
                     f"{stop.requested or 'another rank'}; rerun with --resume to continue"
                 )
-    elapsed = prior_s + time.perf_counter() - started
+    last_metrics = run.metrics
+    best_path = run.best_path
+    elapsed = run.elapsed_s
     resumed = {"resumed_from": resumed_from, "resumed_from_step": resumed_from_step, "elapsed_s": elapsed}
     if config.select == "best" and best_path.is_file():
         model.load_state_dict(load_checkpoint(best_path)["model"])
