@@ -8,7 +8,7 @@ dataset whose spec names no check (or no writer) is "not yet supported".
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -176,6 +176,33 @@ def write_synth_dataset(
         info.write_synth(tmp, SynthOptions(ids=ids, images=images, seed=seed))
     log.debug("wrote synthetic %s to %s", info.title, final)
     return final
+
+
+def check_image_headers(paths: Iterable[Path], *, listed_in: Path | None = None) -> int:
+    """Every file of ``paths`` exists and has an image header PIL can identify; returns how many.
+
+    Only the header is read (``Image.open`` decodes no pixels: about 30 us a file, 3 s for 100k), so a
+    loader can afford it on every file a run will read, before the first step; a file truncated after its
+    header is found by ``saip data check``'s full decode or when it is decoded.
+
+    Raises:
+        DataFormatError: naming the first missing or unidentifiable file (and ``listed_in``, the annotation
+            file that lists it, where there is one).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    count = 0
+    where = f" listed in {listed_in.name}" if listed_in is not None else ""
+    for path in paths:
+        try:
+            with Image.open(path):
+                pass
+        except FileNotFoundError:
+            raise DataFormatError(path, f"image{where} does not exist") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            raise DataFormatError(path, f"not a readable image ({err}){where}") from None
+        count += 1
+    return count
 
 
 def _one_line(text: str) -> str:

@@ -8,7 +8,11 @@ Layout (``CrowdHuman/``): ``annotation_train.odgt`` and ``annotation_val.odgt``,
                   "head_attr": {"ignore": 0, "occ": 0, "unsure": 0}},
                  {"tag": "mask", "fbox": [...], "extra": {"ignore": 1}}, ...]}
 
-and the images ``Images/<ID>.jpg``. Boxes are ``[x, y, w, h]`` in pixels and may reach outside the image.
+and the images ``Images/<ID>.jpg``. Boxes are ``[x, y, w, h]`` in pixels, 4 finite numbers with non-negative
+width and height (anything else is an error naming the file, the line and the box); they may reach outside
+the image, as many of the release's do: the official evaluation clips them to the image (CrowdDet's
+``clip_all_boader``; :mod:`..metrics`) and so does the training transform (:mod:`..dataset`), so the loader
+keeps them as they are and reads no image header to compare.
 As in the official evaluation (CrowdDet ``lib/evaluate/APMRToolkits/image.py``), a box is an *ignore region*
 when its tag is not ``person`` (``mask``: crowds, reflections, posters) or its ``extra.ignore`` is non-zero;
 every other box is a target. Detectors train and are scored on the full-body box (``fbox``); the visible
@@ -93,6 +97,8 @@ def _xywh(path: Path, where: str, value: Any) -> list[float]:
         or not all(math.isfinite(v) for v in value)
     ):
         raise DataFormatError(path, f"{where} must be 4 finite numbers [x, y, w, h], got {value!r}")
+    if value[2] < 0 or value[3] < 0:
+        raise DataFormatError(path, f"{where} has a negative width or height, got {value!r}")
     return [float(v) for v in value]
 
 
@@ -107,7 +113,7 @@ def parse_record(path: Path, number: int, text: str, image_dir: Path) -> CrowdHu
 
     Raises:
         DataFormatError: naming ``path`` and the line: not JSON, no ``ID``, no ``gtboxes`` list, a box without
-            ``tag`` or with a malformed ``fbox``/``vbox``/``hbox``.
+            ``tag`` or with a malformed ``fbox``/``vbox``/``hbox`` (not 4 finite numbers, or a negative size).
     """
     where = f"line {number}"
     try:

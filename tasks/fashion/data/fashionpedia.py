@@ -23,14 +23,18 @@ synthetic writer :mod:`.synth`.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from saip_bench.data_check import check_image_headers
 from saip_bench.dataset_spec import dataset_folder
 from saip_bench.errors import DataFormatError, SaipError
 from saip_bench.tasks.fashion.data.fashionpedia_meta import CATEGORIES, FOLDER, NUM_APPAREL, SPLITS
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CATEGORIES", "FOLDER", "NUM_APPAREL", "SPLITS", "FashionImage", "FashionSplit", "load_split"]
 
@@ -130,6 +134,9 @@ def validate(data: Any, path: Path) -> None:
     images with ``file_name`` and positive ``width``/``height``; every annotation's ``image_id`` and
     ``category_id`` exist, ``bbox`` is 4 finite numbers with non-negative size, ``segmentation`` is a
     well-formed polygon list or RLE of the image's size, and every ``attribute_ids`` entry is a known id.
+    A box reaching outside its image is not an error but counted in one warning: the official evaluation
+    (pycocotools' COCOeval) scores boxes as annotated, and mmdet's COCO loader keeps them for training (it
+    drops only boxes with no overlap with the image or under 1 pixel wide or high).
     """
     if not isinstance(data, dict):
         raise DataFormatError(path, "top level is not a JSON object")
@@ -150,6 +157,7 @@ def validate(data: Any, path: Path) -> None:
         sizes[img["id"]] = (img["height"], img["width"])
     category_ids = {c["id"] for c in categories}
     attribute_ids = {a["id"] for a in attributes}
+    outside = 0
     for i, ann in enumerate(annotations):
         where = f"annotations[{i}] (id {ann['id']})"
         if ann["image_id"] not in sizes:
@@ -161,6 +169,8 @@ def validate(data: Any, path: Path) -> None:
             raise DataFormatError(path, f"{where}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
         if bbox[2] < 0 or bbox[3] < 0:
             raise DataFormatError(path, f"{where}: bbox has a negative width or height {bbox}")
+        height, width = sizes[ann["image_id"]]
+        outside += bool(bbox[0] < 0 or bbox[1] < 0 or bbox[0] + bbox[2] > width or bbox[1] + bbox[3] > height)
         problem = _segmentation_problem(ann["segmentation"], *sizes[ann["image_id"]])
         if problem is not None:
             raise DataFormatError(path, f"{where}: {problem}")
@@ -170,6 +180,8 @@ def validate(data: Any, path: Path) -> None:
         unknown = sorted(set(attrs) - attribute_ids)
         if unknown:
             raise DataFormatError(path, f"{where}: attribute_ids {unknown} are not in attributes")
+    if outside:
+        log.warning("%s: %d boxes reach outside their image; kept as annotated", path.name, outside)
 
 
 def load_split(root: str | Path, split: str) -> FashionSplit:
@@ -180,7 +192,8 @@ def load_split(root: str | Path, split: str) -> FashionSplit:
         split: ``"train"`` or ``"val"``.
 
     Raises:
-        DataFormatError: a missing file or folder, unreadable json, or a malformed record.
+        DataFormatError: a missing file or folder, unreadable json, a malformed record, or a listed image
+            missing or without a readable header (headers only: a run stops before its first step).
     """
     if split not in SPLITS:
         raise SaipError(f"Fashionpedia has splits {', '.join(SPLITS)}, not {split!r}")
@@ -201,6 +214,11 @@ def load_split(root: str | Path, split: str) -> FashionSplit:
         img["id"]: FashionImage(img["id"], folder / img["file_name"], img["width"], img["height"])
         for img in data["images"]
     }
+    missing = [image.path for image in images.values() if not image.path.is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataFormatError(missing[0], f"image listed in {path.name} is missing{more}")
+    check_image_headers((image.path for image in images.values()), listed_in=path)
     for ann in data["annotations"]:
         images[ann["image_id"]].annotations.append(ann)
     return FashionSplit(path, list(images.values()), data["categories"], data["attributes"], data)

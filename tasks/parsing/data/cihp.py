@@ -26,7 +26,7 @@ from pathlib import Path
 
 from saip_bench.dataset_spec import dataset_folder
 from saip_bench.synth.types import CIHP_CLASSES
-from saip_bench.tasks.parsing.data import ParsingSet, check_set, resolve_split
+from saip_bench.tasks.parsing.data import ParsingSet, check_for_run, check_set, resolve_split
 
 FOLDER = "instance-level_human_parsing"
 SPLIT_DIRS = {"train": ("Training", "train_id.txt"), "val": ("Validation", "val_id.txt")}
@@ -36,14 +36,16 @@ def load(root: str | Path) -> ParsingSet:
     """Both splits of CIHP (``Images`` + ``Category_ids``, in ``root`` or ``root/<FOLDER>``), id-list order.
 
     Raises:
-        DataFormatError: a missing id list, or an id naming a missing image/label (names the list and line).
+        DataFormatError: a missing id list, or an id naming a missing image/label (names the list and line);
+            a label png that is not single-channel or not its image's size, or a validation label with an
+            id out of range (names the png; see :func:`check_for_run`).
     """
     root = dataset_folder(root, FOLDER, "Training")
     splits = {}
     for split, (folder, id_file) in SPLIT_DIRS.items():
         base = root / folder
         splits[split] = resolve_split(base / id_file, base / "Images", base / "Category_ids")
-    return ParsingSet("cihp", CIHP_CLASSES, splits["train"], splits["val"])
+    return check_for_run(ParsingSet("cihp", CIHP_CLASSES, splits["train"], splits["val"]))
 
 
 def check(root: str | Path) -> dict[str, int]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from saip_bench.dataset_spec import dataset_folder
 from saip_bench.synth.types import LIP_CLASSES
-from saip_bench.tasks.parsing.data import ParsingSet, check_set, resolve_split
+from saip_bench.tasks.parsing.data import ParsingSet, check_for_run, check_set, resolve_split
 
 FOLDER = "LIP"
 SPLITS = ("train", "val")
@@ -27,7 +27,9 @@ def load(root: str | Path) -> ParsingSet:
     """Both splits of LIP (``root`` or ``root/LIP``), every id resolved to its jpg and png.
 
     Raises:
-        DataFormatError: a missing id list, or an id naming a missing image/label (names the list and line).
+        DataFormatError: a missing id list, or an id naming a missing image/label (names the list and line);
+            a label png that is not single-channel or not its image's size, or a validation label with an
+            id out of range (names the png; see :func:`check_for_run`).
     """
     root = dataset_folder(root, FOLDER, "train_id.txt")
     splits = {
@@ -36,7 +38,7 @@ def load(root: str | Path) -> ParsingSet:
         )
         for split in SPLITS
     }
-    return ParsingSet("lip", LIP_CLASSES, splits["train"], splits["val"])
+    return check_for_run(ParsingSet("lip", LIP_CLASSES, splits["train"], splits["val"]))
 
 
 def check(root: str | Path) -> dict[str, int]:

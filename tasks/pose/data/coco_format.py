@@ -15,13 +15,18 @@ Every problem is reported as one :class:`DataFormatError` naming the file and th
 from __future__ import annotations
 
 import json
+import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from saip_bench.data_check import check_image_headers
 from saip_bench.errors import DataFormatError
+
+log = logging.getLogger(__name__)
 
 #: (annotation field, number of keypoints) for each part a format stores, in keypoint order.
 Parts = tuple[tuple[str, int], ...]
@@ -76,8 +81,35 @@ def _require(path: Path, record: dict[str, Any], where: str, key: str, kind: typ
     return value
 
 
+#: COCO-WholeBody's part boxes (xywh, all zeros when the part is not annotated), checked like ``bbox``.
+PART_BOXES = ("face_box", "lefthand_box", "righthand_box")
+
+
+def _check_finite(path: Path, where: str, key: str, values: list[Any]) -> None:
+    """Every entry a finite number (json.load reads ``NaN`` and ``Infinity`` without complaint)."""
+    for value in values:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise DataFormatError(path, f"{where}: {key!r} holds a non-number {value!r}")
+        if not math.isfinite(value):
+            raise DataFormatError(path, f"{where}: {key!r} contains {value!r}, not a finite number")
+
+
+def _check_box(path: Path, where: str, key: str, box: Any) -> None:
+    """An ``[x, y, w, h]`` box: 4 finite numbers, width and height not negative."""
+    if not isinstance(box, list) or len(box) != 4:
+        raise DataFormatError(path, f"{where}: {key!r} must be 4 numbers [x, y, w, h]")
+    _check_finite(path, where, key, box)
+    if box[2] < 0 or box[3] < 0:
+        raise DataFormatError(path, f"{where}: {key!r} has a negative width or height {box}")
+
+
 def validate(path: Path, data: Any, parts: Parts) -> None:
-    """Check the structure of a parsed COCO keypoint json; raise on the first problem, naming its record.
+    """Check a parsed COCO keypoint json, structure and values; raise on the first problem, naming its record.
+
+    Values: images have positive sizes; ``bbox`` (and WholeBody's part boxes) are 4 finite numbers with
+    non-negative width and height; ``area`` and every keypoint coordinate are finite; every visibility flag
+    is 0, 1 or 2. A box reaching outside its image is not an error: mmpose's loader clips it to the image
+    (:func:`clip_box`) and so does :func:`load_split`, counting the clipped boxes in one warning.
 
     Args:
         path: the file (for messages).
@@ -98,6 +130,8 @@ def validate(path: Path, data: Any, parts: Parts) -> None:
         _require(path, image, f"{where} (id {image_id})", "file_name", str)
         width = _require(path, image, f"{where} (id {image_id})", "width", int)
         height = _require(path, image, f"{where} (id {image_id})", "height", int)
+        if width < 1 or height < 1:
+            raise DataFormatError(path, f"{where} (id {image_id}): width and height must be positive")
         if image_id in sizes:
             raise DataFormatError(path, f"{where}: duplicate image id {image_id}")
         sizes[image_id] = (width, height)
@@ -113,17 +147,25 @@ def validate(path: Path, data: Any, parts: Parts) -> None:
         image_id = _require(path, ann, where, "image_id", int)
         if image_id not in sizes:
             raise DataFormatError(path, f"{where}: image_id {image_id} is not in 'images'")
-        bbox = _require(path, ann, where, "bbox", list)
-        if len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
-            raise DataFormatError(path, f"{where}: 'bbox' must be 4 numbers [x, y, w, h]")
+        _check_box(path, where, "bbox", _require(path, ann, where, "bbox", list))
+        for key in PART_BOXES:
+            if key in ann:
+                _check_box(path, where, key, ann[key])
         _require(path, ann, where, "iscrowd", int)
-        _require(path, ann, where, "area", (int, float))
+        _check_finite(path, where, "area", [_require(path, ann, where, "area", (int, float))])
         _require(path, ann, where, "num_keypoints", int)
         for key, count in parts:
             values = _require(path, ann, where, key, list)
             if len(values) != 3 * count:
                 raise DataFormatError(
                     path, f"{where}: {key!r} has {len(values)} values, expected {3 * count} ({count} x 3)"
+                )
+            _check_finite(path, where, key, values)
+            flags = values[2::3]
+            bad = next((i for i, v in enumerate(flags) if v not in (0, 1, 2)), None)
+            if bad is not None:
+                raise DataFormatError(
+                    path, f"{where}: {key!r} keypoint {bad} has visibility {flags[bad]!r}, not 0, 1 or 2"
                 )
 
 
@@ -150,16 +192,25 @@ def load_split(json_path: Path, image_dir: Path, parts: Parts) -> PoseSplit:
     """Read one split: validate the json and collect the persons mmpose's top-down loader keeps.
 
     Crowd annotations and persons without a labelled keypoint are left out of ``instances`` (they stay in
-    the json, where COCOeval ignores them).
+    the json, where COCOeval ignores them). Every image the json lists must exist with a readable header
+    (read without decoding, so a run stops on a bad file before its first step).
 
     Raises:
         DataFormatError: the json is missing, malformed, or a record lacks a field (message names it).
     """
     data = read_json(json_path)
     validate(json_path, data, parts)
+    if not image_dir.is_dir():
+        raise DataFormatError(image_dir, "image folder is missing")
+    for i, image in enumerate(data["images"]):
+        file = image_dir / image["file_name"]
+        if not file.is_file():
+            raise DataFormatError(json_path, f"images[{i}] (id {image['id']}): {file} does not exist")
+    check_image_headers((image_dir / image["file_name"] for image in data["images"]), listed_in=json_path)
     sizes = {img["id"]: (img["width"], img["height"]) for img in data["images"]}
     split = PoseSplit(json_path, image_dir, data)
     split.image_paths = {img["id"]: image_dir / img["file_name"] for img in data["images"]}
+    clipped = 0
     for ann in data["annotations"]:
         keypoints = np.concatenate(
             [np.asarray(ann[key], dtype=np.float32).reshape(-1, 3) for key, _ in parts], axis=0
@@ -168,11 +219,15 @@ def load_split(json_path: Path, image_dir: Path, parts: Parts) -> PoseSplit:
             continue
         width, height = sizes[ann["image_id"]]
         bbox = clip_box(ann["bbox"], width, height)
+        x, y, w, h = ann["bbox"]
+        clipped += bool(x < 0 or y < 0 or x + w > width - 1 or y + h > height - 1)
         if bbox[2] <= 1 or bbox[3] <= 1:
             continue
         split.instances.append(
             PoseInstance(split.image_paths[ann["image_id"]], ann["image_id"], bbox, keypoints, 1.0, ann["id"])
         )
+    if clipped:
+        log.warning("%s: %d person boxes reach outside their image; clipped to it", json_path.name, clipped)
     return split
 
 
@@ -205,8 +260,8 @@ def load_detections(
             raise DataFormatError(path, f"{where}: image_id {image_id} is not in {split.json_path.name}")
         bbox = _require(path, det, where, "bbox", list)
         score = _require(path, det, where, "score", (int, float))
-        if len(bbox) != 4:
-            raise DataFormatError(path, f"{where}: 'bbox' must be 4 numbers [x, y, w, h]")
+        _check_box(path, where, "bbox", bbox)
+        _check_finite(path, where, "score", [score])
         if det.get("category_id", category_id) != category_id or score < score_thr:
             continue
         box = clip_box(bbox, *sizes[image_id])
@@ -219,13 +274,7 @@ def load_detections(
 
 def check_split(json_path: Path, image_dir: Path, parts: Parts) -> dict[str, int]:
     """Validate one split and that every image it names exists; returns image and person counts."""
-    split = load_split(json_path, image_dir, parts)
-    if not image_dir.is_dir():
-        raise DataFormatError(image_dir, "image folder is missing")
-    for i, image in enumerate(split.coco["images"]):
-        file = image_dir / image["file_name"]
-        if not file.is_file():
-            raise DataFormatError(json_path, f"images[{i}] (id {image['id']}): {file} does not exist")
+    split = load_split(json_path, image_dir, parts)  # images exist and have readable headers
     return {"images": len(split.coco["images"]), "persons": len(split.instances)}
 
 

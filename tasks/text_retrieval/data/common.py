@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from saip_bench.data_check import check_image_headers
 from saip_bench.errors import DataFormatError, SaipError
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ def load_pedes(root: str | Path, fmt: PedesFormat) -> PedesData:
     for split in ("train", "test"):
         if not data.splits[split]:
             raise DataFormatError(json_path, f"no {split!r} records")
+    # headers only (about 30 us an image): a run stops on a bad file before its first step
+    check_image_headers((item.path for items in data.splits.values() for item in items), listed_in=json_path)
     return data
 
 
