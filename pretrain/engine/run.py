@@ -17,9 +17,11 @@ import torch
 from omegaconf import DictConfig
 
 from saip_bench.engine import distributed as D
+from saip_bench.engine.checkpoint import load_checkpoint
 from saip_bench.engine.logging import TrainLogger
 from saip_bench.engine.precision import resolve_precision
-from saip_bench.errors import ConfigError, SaipError
+from saip_bench.errors import CheckpointError, ConfigError, SaipError
+from saip_bench.io import undo_on_error
 from saip_bench.pretrain import config as C
 from saip_bench.pretrain.engine.optim import scaled_lr
 from saip_bench.pretrain.engine.trainer import StepInfo, Trainer, TrainSettings, checkpoint_path
@@ -142,76 +144,86 @@ def run_pretraining(
         seed_everything(int(cfg.seed))  # same initial weights on every rank
         model = MetaArch.from_config(cfg, spec).to(info.device)
         seed_everything(int(cfg.seed) + 7919 * info.rank)  # each rank its own masks and draws
-
-        if info.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            C.write_resolved(cfg, out)
-        D.barrier()
-        settings = TrainSettings(
-            total_steps=total,
-            base_lr=scaled_lr(float(tc.blr), per_step),
-            warmup_steps=warmup,
-            min_lr=float(tc.min_lr),
-            weight_decay=float(tc.weight_decay),
-            betas=tuple(tc.betas),
-            accum_steps=int(tc.accum_steps),
-            clip_grad=float(tc.clip_grad) or None,
-            precision=precision,
-            ema_start=float(tc.ema_start),
-            ema_end=float(tc.ema_end),
-            checkpoint_every=int(tc.checkpoint_every),
-            log_every=int(tc.log_every),
-            images_per_micro_batch=int(tc.batch_size) * info.world_size,
-            record_digests=bool(tc.record_digests),
-            tensorboard=bool(tc.tensorboard),
-        )
-        train_log = TrainLogger(
-            out, total, int(tc.log_every), tensorboard=bool(tc.tensorboard), enabled=info.is_main
-        )
-        with train_log:
-            trainer = Trainer(model, settings, run_dir=out, info=info, extra_state={"config": C.to_dict(cfg)})
-            log.info(
-                "%s (%s) on %s x%d: %d steps, effective batch %d, lr %.3g, %s",
-                spec.name,
-                ",".join(spec.terms),
-                info.device,
-                info.world_size,
-                total,
-                per_step,
-                settings.base_lr,
-                precision,
-            )
-
-            def batches(micro_step: int):
-                return micro_batches(
-                    dataset,
-                    batch_size=int(tc.batch_size),
-                    seed=int(cfg.seed),
-                    rank=info.rank,
-                    world_size=info.world_size,
-                    start=micro_step,
-                    num_workers=int(tc.num_workers),
-                    pin_memory=info.device.type == "cuda",
-                )
-
-            step_cb = on_step if info.is_main else None
-            res = trainer.fit(
-                batches,
-                resume_from=checkpoint_path(out) if resume else None,
-                on_step=step_cb,
-                logger=train_log,
-            )
-            export_path = None
+        if resume:  # nothing of the run may change before its checkpoint is known good
+            _check_checkpoint(checkpoint_path(out), model)
+        # A refusal from here on takes back what this attempt wrote: a new run folder goes; an existing one
+        # keeps its files (config.yaml put back) unless its checkpoint moved on.
+        with undo_on_error(
+            out,
+            restore=(C.RESOLVED_NAME, "train_state.json"),
+            progress=checkpoint_path(out).name,
+            enabled=info.is_main,
+        ):
             if info.is_main:
-                export_path = export_backbone(
-                    model,
-                    out / EXPORT_NAME,
-                    which=str(cfg.export.which),
-                    method=spec.name,
-                    step=res.steps_done,
-                    config=cfg,
-                    source=str(out),
+                out.mkdir(parents=True, exist_ok=True)
+                C.write_resolved(cfg, out)
+            D.barrier()
+            settings = TrainSettings(
+                total_steps=total,
+                base_lr=scaled_lr(float(tc.blr), per_step),
+                warmup_steps=warmup,
+                min_lr=float(tc.min_lr),
+                weight_decay=float(tc.weight_decay),
+                betas=tuple(tc.betas),
+                accum_steps=int(tc.accum_steps),
+                clip_grad=float(tc.clip_grad) or None,
+                precision=precision,
+                ema_start=float(tc.ema_start),
+                ema_end=float(tc.ema_end),
+                checkpoint_every=int(tc.checkpoint_every),
+                log_every=int(tc.log_every),
+                images_per_micro_batch=int(tc.batch_size) * info.world_size,
+                record_digests=bool(tc.record_digests),
+                tensorboard=bool(tc.tensorboard),
+            )
+            train_log = TrainLogger(
+                out, total, int(tc.log_every), tensorboard=bool(tc.tensorboard), enabled=info.is_main
+            )
+            with train_log:
+                extra = {"config": C.to_dict(cfg)}
+                trainer = Trainer(model, settings, run_dir=out, info=info, extra_state=extra)
+                log.info(
+                    "%s (%s) on %s x%d: %d steps, effective batch %d, lr %.3g, %s",
+                    spec.name,
+                    ",".join(spec.terms),
+                    info.device,
+                    info.world_size,
+                    total,
+                    per_step,
+                    settings.base_lr,
+                    precision,
                 )
+
+                def batches(micro_step: int):
+                    return micro_batches(
+                        dataset,
+                        batch_size=int(tc.batch_size),
+                        seed=int(cfg.seed),
+                        rank=info.rank,
+                        world_size=info.world_size,
+                        start=micro_step,
+                        num_workers=int(tc.num_workers),
+                        pin_memory=info.device.type == "cuda",
+                    )
+
+                step_cb = on_step if info.is_main else None
+                res = trainer.fit(
+                    batches,
+                    resume_from=checkpoint_path(out) if resume else None,
+                    on_step=step_cb,
+                    logger=train_log,
+                )
+                export_path = None
+                if info.is_main:
+                    export_path = export_backbone(
+                        model,
+                        out / EXPORT_NAME,
+                        which=str(cfg.export.which),
+                        method=spec.name,
+                        step=res.steps_done,
+                        config=cfg,
+                        source=str(out),
+                    )
         D.barrier()
         return PretrainResult(
             run_dir=out,
@@ -238,6 +250,23 @@ def _check_numbers(cfg: DictConfig) -> None:
     for key in ("batch_size", "accum_steps"):
         if int(tc[key]) < 1:
             raise ConfigError(f"train.{key}={tc[key]}: must be at least 1")
+    betas = list(tc.betas)
+    if len(betas) != 2 or not all(isinstance(b, int | float) and 0.0 <= b < 1.0 for b in betas):
+        raise ConfigError(f"train.betas={betas}: expected two numbers in [0, 1)")
+
+
+def _check_checkpoint(path: Path, model: torch.nn.Module) -> None:
+    """Refuse a checkpoint that cannot be read (truncated, pickling code) or does not fit ``model``.
+
+    The trainer loads it again when it resumes; checking it first keeps a refused ``--resume`` from writing
+    anything into the run (its config.yaml, a log line).
+    """
+    state = load_checkpoint(path)
+    try:
+        model.load_state_dict(state["model"], strict=True)
+    except (KeyError, TypeError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: does not fit this run's model ({first})") from None
 
 
 def steps_per_epoch(n_images: int, batch_size: int, world_size: int, accum: int) -> int:

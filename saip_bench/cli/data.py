@@ -45,6 +45,7 @@ def synth(
     """Write synthetic datasets in the exact on-disk format of the real ones."""
 
     from saip_bench.data_check import resolve_formats, write_synth_dataset
+    from saip_bench.io import undo_on_error
 
     supported, unsupported = resolve_formats(fmt)
     if not supported:
@@ -56,7 +57,9 @@ def synth(
     # what is there is kept, as it may be a real dataset, and only the missing folders are written.
     supported = [info for info in supported if info not in kept]
     written: list[tuple[str, Path]] = []
-    with progress_bar() as progress:
+    # Each dataset is written beside its place and renamed when complete; a failure (a full disk) also
+    # takes back the datasets this call already wrote, and the data root if this call created it.
+    with progress_bar() as progress, undo_on_error(out):
         task = progress.add_task("synthetic data", total=len(supported))
         for info in supported:
             progress.update(task, description=f"writing {info.name}")
