@@ -172,10 +172,14 @@ def load_recipe(
     defaults_file = task_defaults_path(task) if task else None
     if defaults_file is not None:
         resolved = _strict(resolved, defaults_file, str(path))
+    from saip_bench.engine.params import check_hyperparameters
+
+    check_hyperparameters(resolved, source=str(path))  # lr, weight decay, batch sizes, epochs, steps
     if overrides:
         extra = parse_overrides(overrides)
         if defaults_file is not None:
             _strict(extra, defaults_file, f"override {' '.join(overrides)}")
+        check_hyperparameters(extra, source=f"override {' '.join(overrides)}")
         resolved = _merge(resolved, extra)
     if "train" in resolved:
         from saip_bench.engine import EngineConfig

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from saip_bench.engine.params import check_hyperparameters, check_number
 from saip_bench.errors import ConfigError
 from saip_bench.io import atomic_write_text, digest_obj
 
@@ -95,6 +96,33 @@ def _check_types(defaults: dict[str, Any], merged: dict[str, Any], prefix: str =
             raise ConfigError(f"config: '{name}'={value!r} should be a {type(default).__name__}")
 
 
+#: Keys whose default is null ("derive it"), so the defaults' types cannot check them.
+_COUNTS_OR_NULL = ("train.steps", "train.warmup_steps", "train.threads")
+
+
+def _check_layer(defaults: dict[str, Any], layer: dict[str, Any], source: str, prefix: str = "") -> None:
+    """The values one source sets (a recipe file, an override), checked before they merge into the others.
+
+    Each must have its default's type and the numbers their range (a finite, non-negative learning rate...),
+    so the message names the file or override the bad value came from.
+    """
+    for key, value in layer.items():
+        name = f"{prefix}{key}"
+        if key not in defaults or (isinstance(value, str) and "${" in value):
+            continue  # unknown keys are the merge's error; interpolations are checked once resolved
+        default = defaults[key]
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{name}' must be a mapping, got {value!r}")
+            _check_layer(default, value, source, f"{name}.")
+        elif not _kind_ok(default, value):
+            raise ConfigError(f"{source}: '{name}'={value!r} should be a {type(default).__name__}")
+        elif name in _COUNTS_OR_NULL and value is not None:
+            check_number(value, key=name, source=source, integer=True)
+    if not prefix:
+        check_hyperparameters(layer, source=source)
+
+
 def load_config(recipe: str | Path | None = None, overrides: Sequence[str] = ()) -> DictConfig:
     """Build the run's config.
 
@@ -106,13 +134,17 @@ def load_config(recipe: str | Path | None = None, overrides: Sequence[str] = ())
         The merged, resolved, read-only config.
 
     Raises:
-        ConfigError: a file is unreadable, a key is unknown, or a value has the wrong type.
+        ConfigError: a file is unreadable, a key is unknown, or a value has the wrong type or range (a NaN
+            learning rate, a batch size of 0); the message names the file or override it came from.
     """
     cfg = _load_yaml(defaults_path())
+    defaults = to_dict(cfg)
     OmegaConf.set_struct(cfg, True)
     if recipe is not None:
         path = resolve_recipe(recipe)
-        cfg = _merge(cfg, _load_yaml(path), str(path))
+        layer = _load_yaml(path)
+        cfg = _merge(cfg, layer, str(path))
+        _check_layer(defaults, OmegaConf.to_container(layer), str(path))  # type: ignore[arg-type]
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override {item!r}: expected key=value")
@@ -121,11 +153,12 @@ def load_config(recipe: str | Path | None = None, overrides: Sequence[str] = ())
         except OmegaConfBaseException as err:
             raise ConfigError(f"override {item!r}: {_one_line(err)}") from None
         cfg = _merge(cfg, dot, f"override {item!r}")
+        _check_layer(defaults, OmegaConf.to_container(dot), f"override {item!r}")  # type: ignore[arg-type]
     try:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as err:
         raise ConfigError(f"config: cannot resolve interpolation ({_one_line(err)})") from None
-    _check_types(to_dict(_load_yaml(defaults_path())), to_dict(cfg))
+    _check_types(defaults, to_dict(cfg))
     OmegaConf.set_readonly(cfg, True)
     return cfg
 

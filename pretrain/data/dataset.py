@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from saip_bench.engine.sampling import ignore_stop_signals
 from saip_bench.errors import ConfigError, DataFormatError
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ def micro_batches(
             # The loader draws its worker base seed from this generator, not from the global torch RNG:
             # otherwise creating a loader at a resume point would shift the model's random stream.
             generator=torch.Generator().manual_seed(seed * 65_537 + epoch),
+            worker_init_fn=ignore_stop_signals,  # Ctrl-C reaches the workers too: the main process stops
         )
         yield from loader
         epoch, offset = epoch + 1, 0

@@ -30,7 +30,8 @@ from saip_bench.engine.logging import TrainLogger
 from saip_bench.engine.params import build_optimizer, weight_decay_groups
 from saip_bench.engine.precision import autocast_context, grad_scaler
 from saip_bench.engine.schedule import cosine_ramp, lr_at
-from saip_bench.errors import CheckpointError
+from saip_bench.engine.signals import StopRequest
+from saip_bench.errors import CheckpointError, Interrupted
 from saip_bench.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,7 @@ class Trainer:
 
         Raises:
             NonFiniteLossError: the loss became NaN or infinite (before the bad step changed any state).
+            Interrupted: SIGTERM or SIGINT arrived; the checkpoint holds the state after the last whole step.
         """
         s = self.settings
         micro_step = 0
@@ -228,8 +230,17 @@ class Trainer:
             start = time.perf_counter()
             logger.start(self.step)
             self.model.train()
-            while self.step < s.total_steps:
-                micro_step = self._train_step(stream, micro_step, result, logger, on_step)
+            with StopRequest() as stop:  # SIGTERM / Ctrl-C: finish the step, save, stop (as fit does)
+                while self.step < s.total_steps:
+                    micro_step = self._train_step(stream, micro_step, result, logger, on_step)
+                    flag = torch.tensor([1.0 if stop.requested else 0.0], device=self.info.device)
+                    if D.all_reduce_sum(flag).item() > 0 and self.step < s.total_steps:  # all ranks agree
+                        self._save(micro_step)
+                        raise Interrupted(
+                            f"{checkpoint_path(self.run_dir)}: interrupted at step {self.step}/"
+                            f"{s.total_steps} by {stop.requested or 'another rank'}; rerun with --resume "
+                            "to continue"
+                        )
             result.steps_done = self.step
             result.seconds = time.perf_counter() - start
         finally:

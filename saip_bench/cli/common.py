@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from saip_bench.errors import SaipError
+from saip_bench.errors import Interrupted, SaipError
+from saip_bench.io import disk_fault
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,15 +35,38 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+#: The exit status of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, the shell's convention).
+INTERRUPTED_EXIT = 130
+
+
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn a :class:`SaipError` (bad input, not a bug) into one red line and exit status 1."""
+    """Turn a :class:`SaipError` (bad input, not a bug) into one red line and exit status 1.
+
+    An interrupted run (:class:`~saip_bench.errors.Interrupted`, or a Ctrl-C outside a training loop) is one
+    line too, with exit status :data:`INTERRUPTED_EXIT`.
+
+    A disk fault (an OSError saying read-only, full, over quota or permission denied, as listed in
+    :data:`saip_bench.io.DISK_FAULTS`) is not a bug either: one line naming the path and the fault. Other
+    OSErrors stay tracebacks.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
+        except Interrupted as err:  # SIGINT/SIGTERM: the step finished and was saved; 128 + SIGINT
+            fail(str(err))
+            raise typer.Exit(INTERRUPTED_EXIT) from None
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before a training loop took over the signal
+            fail("interrupted")
+            raise typer.Exit(INTERRUPTED_EXIT) from None
         except SaipError as err:
             raise fail(str(err)) from None
+        except OSError as err:
+            message = disk_fault(err)
+            if message is None:
+                raise
+            raise fail(message) from None
 
     return wrapper
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from saip_bench.cli.common import console, draws_bars, fail, user_errors
+from saip_bench.cli.common import INTERRUPTED_EXIT, console, draws_bars, fail, user_errors
 
 
 def _torchrun_argv(nproc: int) -> list[str]:
@@ -125,7 +125,11 @@ def pretrain(
                 text=f"loss {info.losses['loss']:.4f}  lr {info.lr:.2e}  {info.images_per_s:.1f} img/s",
             )
 
-        result = run_pretraining(cfg, data, out, resume=resume, on_step=on_step)
+        try:
+            result = run_pretraining(cfg, data, out, resume=resume, on_step=on_step)
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before the training loop took over the signal
+            fail(f"{out}: interrupted; the run's checkpoint (if any) is from its last save")
+            raise typer.Exit(INTERRUPTED_EXIT) from None
     if main:
         first, last = result.first_losses.get("loss"), result.last_losses.get("loss")
         losses = f" loss {first:.4f} -> {last:.4f}" if first is not None and last is not None else ""

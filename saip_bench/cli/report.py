@@ -90,7 +90,7 @@ def report(
                 f"[yellow]No results yet[/] ({path} does not exist): run `saip evaluate` or `saip demo`."
             )
             return
-    store = ResultsStore(path)
+    store = ResultsStore(path, read_only=True)  # a report never writes the store (read-only media)
     if store.count() == 0:
         console.print(f"[yellow]No results yet[/] in {path}: run `saip evaluate` or `saip demo`.")
         return

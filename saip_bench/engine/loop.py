@@ -39,7 +39,7 @@ from saip_bench.engine.distributed import (
 from saip_bench.engine.finite import check_finite
 from saip_bench.engine.hooks import CheckpointHook, EvalHook, Hook, LogHook, ProgressHook, Run
 from saip_bench.engine.logging import TrainLogger
-from saip_bench.engine.params import build_optimizer, build_param_groups
+from saip_bench.engine.params import build_optimizer, build_param_groups, check_hyperparameters, check_number
 from saip_bench.engine.sampling import (
     EpochSampler,
     Resumable,
@@ -63,6 +63,8 @@ EvaluateFn = Callable[[nn.Module], dict[str, float]]
 #: EngineConfig keys that do not change what is trained: a run may resume with other values of them.
 _RESUME_NEUTRAL = ("checkpoint_every", "log_every")
 _END = object()
+#: EngineConfig numbers that must be finite and >= 0 besides the ones every config is checked for.
+_NON_NEGATIVE = ("warmup_epochs", "warmup_start_factor", "min_lr_ratio", "gamma", "grad_clip", "layer_decay")
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,11 @@ class EngineConfig:
         for key in ("betas", "milestones"):
             if key in kwargs and kwargs[key] is not None:
                 kwargs[key] = tuple(kwargs[key])
+        # NaN, infinite or negative numbers fail here, in one line, not as torch's "Invalid learning rate".
+        check_hyperparameters(kwargs, source=source)
+        for key in _NON_NEGATIVE:
+            if key in kwargs:
+                check_number(kwargs[key], key=key, source=source)
         config = cls(**kwargs)
         for key, valid in (
             ("optimizer", ("adamw", "sgd")),
@@ -147,6 +154,10 @@ class EngineConfig:
                 )
         if config.epochs < 1:
             raise ConfigError(f"{source}: epochs must be >= 1")
+        if any(not (0.0 <= beta < 1.0) for beta in config.betas) or not (0.0 <= config.momentum < 1.0):
+            raise ConfigError(f"{source}: betas and momentum must be in [0, 1)")
+        if config.eval_every < 0:
+            raise ConfigError(f"{source}: eval_every must be >= 0 (0: after the last epoch only)")
         if config.checkpoint_every < 0:
             raise ConfigError(f"{source}: checkpoint_every must be >= 0 (0: at epoch ends only)")
         if config.log_every < 1:
@@ -256,6 +267,7 @@ def make_train_loader(
     if batch_sampler is not None:
         batches = SeededBatches(batch_sampler, seed=seed, rank=rank())
         return DataLoader(SeededSamples(dataset), batch_sampler=batches, **common)
+    check_number(batch_size, key="batch_size", source="training loader", minimum=1, integer=True)
     size = max(min_batch, min(int(batch_size), len(dataset)))
     sampler = EpochSampler(len(dataset), batch_size=size, seed=seed, num_replicas=world_size(), rank=rank())
     return DataLoader(SeededSamples(dataset), batch_size=size, sampler=sampler, drop_last=True, **common)
@@ -501,7 +513,11 @@ def fit(
                     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
                         losses = step_fn(train_model, batch)
                     check_finite(
-                        losses, run_dir=run_dir, step=run.step + 1, advice=f"last good state: {last_path}"
+                        losses,
+                        run_dir=run_dir,
+                        step=run.step + 1,
+                        # only a checkpoint that exists is worth naming (checkpoint_every 0: epoch ends)
+                        advice=f"last good state: {last_path}" if last_path.is_file() else "",
                     )
                     optimizer.zero_grad(set_to_none=True)
                     losses["loss"].backward()

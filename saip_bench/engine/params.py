@@ -8,17 +8,74 @@ TinyViT (stem, ``stages.i.blocks.j``, head norm) alike, where a regex on ``block
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
+
+from saip_bench.errors import ConfigError
 
 # timm's VisionTransformer.group_matcher(coarse=False), for ViT-shaped modules without the method.
 _VIT_MATCHER: dict[str, Any] = {
     "stem": r"^cls_token|reg_token|pos_embed|patch_embed|norm_pre",
     "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
 }
+
+
+#: Hyper-parameters checked wherever they appear in a config, by key name: (lowest value, integer only).
+#: A learning rate or weight decay must be a finite number >= 0 (0: an untrained control run, no decay);
+#: a batch size or epoch count an integer >= 1; a step count an integer >= 0 (0: the untrained head).
+_NUMBER_RULES: dict[str, tuple[float, bool]] = {
+    "lr": (0.0, False),
+    "blr": (0.0, False),
+    "min_lr": (0.0, False),
+    "weight_decay": (0.0, False),
+    "backbone_lr_mult": (0.0, False),
+    "batch_size": (1, True),
+    "accum_steps": (1, True),
+    "epochs": (1, True),
+    "steps": (0, True),
+    "max_steps_per_epoch": (1, True),
+}
+
+
+def check_number(value: Any, *, key: str, source: str, minimum: float = 0.0, integer: bool = False) -> None:
+    """Raise a :class:`ConfigError` naming ``source`` and ``key`` unless ``value`` is a number >= ``minimum``.
+
+    None passes (a key whose null means "derive it"); a bool never counts as a number.
+    """
+    if value is None:
+        return
+    kind = "an integer" if integer else "a finite number"
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{source}: {key}={value!r}: must be {kind} >= {minimum:g}")
+
+
+def check_hyperparameters(values: Mapping[str, Any], *, source: str, prefix: str = "") -> None:
+    """Check every learning rate, weight decay, batch size, epoch and step count in a (nested) config.
+
+    Keys are matched by name at any depth (``train.lr``, ``linear.lr``, ``loader.batch_size``,
+    ``eval.batch_size``, pretraining's ``train.blr``), so a NaN, infinite or negative value is one line
+    naming the file (or override) and the key before anything is created, not a torch ``ValueError`` later.
+
+    Args:
+        values: the config (or one section of it) as plain containers.
+        source: what the values came from (a file path, ``override 'train.lr=nan'``), named first.
+        prefix: the dotted path of ``values`` inside the config.
+
+    Raises:
+        ConfigError: a value breaks its key's rule.
+    """
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            check_hyperparameters(value, source=source, prefix=f"{name}.")
+        elif key in _NUMBER_RULES:
+            minimum, integer = _NUMBER_RULES[key]
+            check_number(value, key=name, source=source, minimum=minimum, integer=integer)
 
 
 def no_weight_decay(name: str, param: torch.Tensor) -> bool:
@@ -156,6 +213,9 @@ def build_optimizer(
         fused: AdamW's fused kernel (one kernel per step instead of a dozen passes over every parameter)
             where the device and dtype support it, the plain one otherwise.
     """
+    for group in groups:  # the last line of defence for a caller that skipped the config checks
+        check_number(group.get("lr", lr), key="lr", source="optimizer")
+        check_number(group.get("weight_decay", 0.0), key="weight_decay", source="optimizer")
     if optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
     if fused:

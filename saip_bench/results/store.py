@@ -69,21 +69,43 @@ _SCHEMA = (
 _SCALE_EPS = 1e-9
 
 
+#: What a column added after version 1 reads as in a store too old to have it (read-only opening).
+_ADDED_DEFAULTS: dict[str, object] = {"scale": 1.0, "resumed": 0, "resumed_from_step": 0}
+
+
 class ResultsStore:
     """Evaluation records in one SQLite file.
 
+    Opening a store whose schema is current writes nothing; only a new or older store is created or migrated.
+    With ``read_only`` nothing is ever written (``saip report`` on an archive or a mounted snapshot): the
+    connection is ``query_only``, and where the folder cannot be written (read-only media, where WAL could
+    not make its ``-shm`` file) SQLite opens the file with ``mode=ro&immutable=1``; an older schema is read
+    as it is, the columns it lacks taking their defaults.
+
     Args:
-        path: The database file; created (with its folder) if missing.
+        path: The database file; created (with its folder) if missing, unless ``read_only``.
         timeout_s: How long a write waits for another process's write lock before giving up.
+        read_only: Only read: the file must exist, and :meth:`add` is refused.
     """
 
-    def __init__(self, path: str | Path, *, timeout_s: float = 60.0) -> None:
+    def __init__(self, path: str | Path, *, timeout_s: float = 60.0, read_only: bool = False) -> None:
         self.path = Path(path)
         self.timeout_s = timeout_s
+        self.read_only = read_only
         if self.path.is_dir():
             raise SaipError(f"{self.path}: is a folder, expected a results database file")
+        if read_only:
+            if not self.path.is_file():
+                raise SaipError(f"{self.path}: no such results database")
+            # A folder that cannot be written (read-only media) cannot hold WAL's -shm: read the file as is.
+            self._immutable = not os.access(self.path.parent, os.W_OK)
+            self._columns = self._check_version()
+            return
+        self._immutable = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._init_schema()
+        if not self._is_current():
+            self._init_schema()
+        self._columns = set(_NAMES)
 
     def __repr__(self) -> str:
         return f"ResultsStore({str(self.path)!r})"
@@ -92,6 +114,8 @@ class ResultsStore:
 
     def add(self, record: EvalRecord) -> int:
         """Store ``record`` in one transaction and return its new id (``record`` itself is not modified)."""
+        if self.read_only:
+            raise SaipError(f"{self.path}: opened read-only, cannot add a record")
         rec = record.validated()
         values = [getattr(rec, name) for name in _NAMES]
         values[_NAMES.index("metrics")] = json.dumps(rec.metrics, sort_keys=True)
@@ -137,7 +161,7 @@ class ResultsStore:
         if scale is not None:
             where.append("abs(scale - ?) < ?")
             args += [float(scale), _SCALE_EPS]
-        sql = f"SELECT id, {', '.join(_NAMES)} FROM records"
+        sql = f"SELECT id, {', '.join(self._select())} FROM records"
         if where:
             sql += " WHERE " + " AND ".join(where)
         with self._read() as conn:
@@ -148,9 +172,10 @@ class ResultsStore:
         self, *, backbone_digest: str, dataset: str, protocol: str, config_digest: str, scale: float = 1.0
     ) -> bool:
         """Whether this exact evaluation (same weights, dataset, protocol, config and scale) is stored."""
+        scale_of = "scale" if "scale" in self._columns else "1.0"
         sql = (
             "SELECT 1 FROM records WHERE backbone_digest = ? AND dataset = ? AND protocol = ? "
-            "AND config_digest = ? AND abs(scale - ?) < ? LIMIT 1"
+            f"AND config_digest = ? AND abs({scale_of} - ?) < ? LIMIT 1"
         )
         with self._read() as conn:
             row = conn.execute(
@@ -171,11 +196,58 @@ class ResultsStore:
 
     # -- internals ---------------------------------------------------------------------------------------
 
+    def _select(self) -> list[str]:
+        """The record columns to SELECT: a missing one (an old store read read-only) as its default."""
+        return [name if name in self._columns else f"{_ADDED_DEFAULTS[name]!r} AS {name}" for name in _NAMES]
+
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN ourselves, so the transaction boundaries are exactly ours.
-        conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+        if self._immutable:  # read-only media: no -shm can be made, and no writer can change the file
+            uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+            conn = sqlite3.connect(uri, uri=True, timeout=self.timeout_s, isolation_level=None)
+        else:
+            conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
+        if self.read_only:
+            # Not mode=ro in a writable folder: a read-only connection cannot checkpoint, so it would leave
+            # -wal and -shm files behind; a read-write one that refuses writes removes them on close.
+            conn.execute("PRAGMA query_only = ON")
         return conn
+
+    def _read_version(self) -> tuple[int | None, set[str], str]:
+        """The stored schema version (None: no meta table), the records columns and the journal mode."""
+        with self._read() as conn:
+            found = None
+            if _has_table(conn, "meta"):
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                found = int(row[0]) if row is not None else None
+            columns = {info[1] for info in conn.execute("PRAGMA table_info(records)")}
+            mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        return found, columns, mode
+
+    def _newer(self, found: int) -> SaipError:
+        return SaipError(
+            f"{self.path}: results schema version {found} is newer than this saip-bench supports "
+            f"({SCHEMA_VERSION}); upgrade saip-bench"
+        )
+
+    def _is_current(self) -> bool:
+        """Whether the file exists with this version's schema, so opening it need not write at all."""
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return False
+        found, columns, mode = self._read_version()
+        if found is not None and found > SCHEMA_VERSION:
+            raise self._newer(found)
+        return found == SCHEMA_VERSION and set(_NAMES) <= columns and mode == "wal"
+
+    def _check_version(self) -> set[str]:
+        """Read-only opening: refuse a newer schema, return the record columns there are."""
+        found, columns, _ = self._read_version()
+        if found is not None and found > SCHEMA_VERSION:
+            raise self._newer(found)
+        if not columns:
+            raise SaipError(f"{self.path}: not a results database (no records table)")
+        return columns
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -251,10 +323,7 @@ class ResultsStore:
                 row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 found = int(row[0]) if row is not None else None
             if found is not None and found > SCHEMA_VERSION:
-                raise SaipError(
-                    f"{self.path}: results schema version {found} is newer than this saip-bench supports "
-                    f"({SCHEMA_VERSION}); upgrade saip-bench"
-                )
+                raise self._newer(found)
             for statement in _SCHEMA:
                 conn.execute(statement)
             # One transaction with the version bump: two processes opening an old store migrate it once.

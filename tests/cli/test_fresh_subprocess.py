@@ -176,7 +176,7 @@ def test_bad_override_is_one_line(data_root: tuple[Path, str, str], scratch: Pat
     common += ["--data-root", "data", "--workspace", "ws_bad", "--budget", "smoke", "--device", "cpu"]
     for extra, message in (
         ("eval.batchsize=8", "unknown key 'eval.batchsize'"),
-        ("train.epochs=two", "epochs must be int"),
+        ("train.epochs=two", "train.epochs='two': must be an integer >= 1"),
         ("--budgett", "unexpected argument '--budgett'"),
     ):
         result = saip(*common, extra, cwd=scratch)

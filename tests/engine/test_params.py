@@ -10,7 +10,7 @@ from torch import nn
 
 from saip_bench.backbones import load_backbone
 from saip_bench.engine import build_param_groups, no_weight_decay, weight_decay_groups
-from saip_bench.engine.params import layer_ids
+from saip_bench.engine.params import build_optimizer, layer_ids
 
 
 class _Task(nn.Module):
@@ -119,3 +119,40 @@ def test_backbone_lr_mult_and_frozen_parameters(vit: _Task) -> None:
     assert [g["lr"] for g in groups if any(p is block for p in g["params"])] == [pytest.approx(0.2)]
     assert all(p is not vit.backbone.model.norm.weight for g in groups for p in g["params"])
     assert _scale_of(groups, vit.head.weight) == (1.0, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"train": {"lr": float("nan")}}, "train.lr=nan"),
+        ({"train": {"lr": float("inf")}}, "train.lr=inf"),
+        ({"linear": {"lr": -1.0}}, "linear.lr=-1.0"),
+        ({"train": {"weight_decay": -0.1}}, "train.weight_decay"),
+        ({"loader": {"batch_size": 0}}, "loader.batch_size=0"),
+        ({"train": {"epochs": 0}}, "train.epochs=0"),
+        ({"train": {"blr": True}}, "train.blr=True"),
+    ],
+)
+def test_check_hyperparameters_names_the_source_and_key(values, message) -> None:
+    from saip_bench.engine.params import check_hyperparameters
+    from saip_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(f"recipe.yaml: {message}")):
+        check_hyperparameters(values, source="recipe.yaml")
+
+
+def test_check_hyperparameters_passes_sane_values_and_nulls() -> None:
+    from saip_bench.engine.params import check_hyperparameters
+
+    check_hyperparameters(
+        {"train": {"lr": 0.0, "weight_decay": 0.05, "steps": None, "epochs": 1}, "linear": {"steps": 0}},
+        source="recipe.yaml",
+    )
+
+
+def test_build_optimizer_refuses_a_nan_lr_in_one_line() -> None:
+    from saip_bench.errors import ConfigError
+
+    groups = [{"params": [nn.Parameter(torch.zeros(2))], "lr": float("nan")}]
+    with pytest.raises(ConfigError, match="lr=nan"):
+        build_optimizer(groups, lr=1e-3)

@@ -85,7 +85,7 @@ def test_user_errors_are_one_line(data_root: Path, tmp_path: Path) -> None:
     [
         (["eval.batchsize=8"], "unknown key 'eval.batchsize'"),
         (["train.epoch=1"], "unknown key(s) epoch"),
-        (["train.lr=fast"], "lr must be float, not 'fast'"),
+        (["train.lr=fast"], "train.lr='fast': must be a finite number >= 0"),
         (["train.epochs"], "unexpected argument 'train.epochs': recipe overrides are key=value"),
         (["--epochs", "1"], "unexpected argument '--epochs'"),
     ],
