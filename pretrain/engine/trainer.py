@@ -31,7 +31,7 @@ from saip_bench.engine.params import build_optimizer, weight_decay_groups
 from saip_bench.engine.precision import autocast_context, grad_scaler
 from saip_bench.engine.schedule import cosine_ramp, lr_at
 from saip_bench.engine.signals import StopRequest
-from saip_bench.errors import CheckpointError, Interrupted
+from saip_bench.errors import CheckpointError, Interrupted, NonFiniteLossError
 from saip_bench.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,13 @@ class Trainer:
         return int(state["data"]["micro_step"])
 
     def _save(self, micro_step: int) -> None:
+        # A finite loss whose update overflowed leaves inf/NaN weights: never save them (ranks agree on them).
+        bad = [n for n, p in self.model.student.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise NonFiniteLossError(
+                f"{self.run_dir}: weights are not finite after step {self.step} ({', '.join(bad[:3])}); "
+                "training stopped without saving them. Try a lower train.blr or train.clip_grad"
+            )
         # Every rank has the same weights; only rank 0 writes, with every rank's RNG states.
         rng_states = D.all_gather_object(rng_state())
         if self.info.is_main:

@@ -30,6 +30,7 @@ from torch import nn
 from saip_bench.engine.checkpoint import rng_state, save_checkpoint
 from saip_bench.engine.distributed import all_gather_object, barrier, is_main, unwrap
 from saip_bench.engine.logging import TrainLogger
+from saip_bench.errors import NonFiniteLossError
 from saip_bench.io import atomic_write_json
 
 ProgressFn = Callable[[str, int, int], None]
@@ -195,6 +196,13 @@ class CheckpointHook(Hook):
     def save(self, run: Run, *, epoch: int, batch: int) -> None:
         """Write ``last.pt`` for the run as it is now; a resume continues at batch ``batch`` of ``epoch``
         (the epoch's running loss sums are kept only mid-epoch)."""
+        bad = [name for name, param in run.model.named_parameters() if not torch.isfinite(param).all()]
+        if bad:  # a finite loss whose update overflowed: never save that state (the ranks' weights agree)
+            raise NonFiniteLossError(
+                f"{run.run_dir}: weights are not finite after step {run.step} ({', '.join(bad[:3])}"
+                f"{', ...' if len(bad) > 3 else ''}); training stopped without saving them. Try a lower "
+                "train.lr or a train.grad_clip"
+            )
         mid_epoch = batch > 0
         run.state.update(
             epoch=epoch, batch=batch, step=run.step, elapsed_s=run.elapsed_s,

@@ -82,3 +82,22 @@ def test_the_engines_hooks_write_the_log_history_and_checkpoint(tmp_path: Path) 
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert (state["epoch"], state["batch"], state["step"]) == (3, 0, 12)
     assert result.best_epoch in (2, 3) and result.metrics["mse"] == history[2]["mse"]
+
+
+def test_weights_that_overflow_are_never_checkpointed(tmp_path: Path) -> None:
+    import pytest
+
+    from saip_bench.errors import NonFiniteLossError
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    loader = make_train_loader(_Points(), batch_size=4, seed=1, num_workers=0, device="cpu")
+
+    def step(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        loss = nn.functional.mse_loss(m(batch[0]), batch[1])
+        return {"loss": loss * 1e38}  # finite, but its gradient step overflows the weights to inf
+
+    config = EngineConfig(epochs=1, lr=1e30, checkpoint_every=1, amp=False)
+    with pytest.raises(NonFiniteLossError, match="weights are not finite after step 1"):
+        fit(model, loader, step, config=config, run_dir=tmp_path, device="cpu", seed=0)
+    assert not (tmp_path / "last.pt").exists()
