@@ -152,5 +152,5 @@ def check_request(adapter: TaskAdapter, request: EvalRequest, *, needs_train: bo
             f"the {adapter.task} task supports protocols {', '.join(adapter.protocols)}, "
             f"not {request.protocol!r}"
         )
-    if needs_train and "train" not in request.recipe:
+    if needs_train and not request.recipe.get("train"):
         raise ConfigError(f"the {request.protocol} protocol needs a 'train' section in its recipe")

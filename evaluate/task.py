@@ -35,8 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from saip_bench.errors import ConfigError
-from saip_bench.evaluate.adapter import EvalRequest, EvalResult
+from saip_bench.evaluate.adapter import EvalRequest, EvalResult, check_request
 
 if TYPE_CHECKING:
     from saip_bench.backbones import Backbone
@@ -97,13 +96,7 @@ class Task:
 
     def check(self, request: EvalRequest) -> None:
         """Refuse a request this task cannot run, before any data is read or model built."""
-        if request.protocol not in self.protocols:
-            raise ConfigError(
-                f"the {self.name} task supports protocols {', '.join(self.protocols)}, "
-                f"not {request.protocol!r}"
-            )
-        if request.protocol in self.engine_protocols and not request.recipe.get("train"):
-            raise ConfigError(f"the {request.protocol} protocol needs a 'train' section in its recipe")
+        check_request(self, request, needs_train=request.protocol in self.engine_protocols)
 
     # ------------------------------------------------------------------------------------------- protocols
     def finetune(self, request: EvalRequest, model: nn.Module, data: Any) -> tuple[dict, FitResult]:
