@@ -11,7 +11,7 @@ from saip_bench.cli.common import console, fail, user_errors
 
 if TYPE_CHECKING:
     from saip_bench.report.table import ReportTable
-    from saip_bench.results.store import ResultsStore
+    from saip_bench.results.record import EvalRecord
 
 FORMATS = ("table", "markdown", "csv", "latex", "json")
 
@@ -22,7 +22,8 @@ def report(
     workspace: Annotated[
         Path | None,
         typer.Option(
-            help="Workspace whose results.sqlite to read \\[default: $SAIP_WORKSPACE or ./saip-workspace]."
+            help="Workspace whose results (results.sqlite and record files) to read "
+            "\\[default: $SAIP_WORKSPACE or ./saip-workspace]."
         ),
     ] = None,
     db: Annotated[
@@ -64,7 +65,8 @@ def report(
     """Show stored results: backbones (rows) x datasets (columns), best per column highlighted.
 
     An empty store prints a note and exits 0. Filters that match nothing are an error (exit 1), so a
-    mistyped name never looks like "no results yet".
+    mistyped name never looks like "no results yet". A workspace's record files (what evaluation jobs
+    write) are ingested into its store first; on read-only media they are read without writing anything.
     """
     from saip_bench.report import (
         build_report_table,
@@ -73,7 +75,8 @@ def report(
         plot_scales,
         render,
     )
-    from saip_bench.results import ResultsStore, default_workspace, workspace_db_path
+    from saip_bench.results import ResultsStore, default_workspace, workspace_db_path, workspace_records
+    from saip_bench.results.files import records_dir
 
     if fmt not in FORMATS:
         raise fail(f"unknown --format {fmt!r}; valid formats: {', '.join(FORMATS)}")
@@ -83,22 +86,24 @@ def report(
         if not db.is_file():
             raise fail(f"{db}: no such results database")
         path = db
+        every = ResultsStore(path, read_only=True).query()  # a --db file alone is only read
     else:
-        path = workspace_db_path(workspace if workspace is not None else default_workspace())
-        if not path.is_file():
+        ws = workspace if workspace is not None else default_workspace()
+        path = workspace_db_path(ws)
+        if not path.is_file() and not records_dir(ws).is_dir():
             console.print(
                 f"[yellow]No results yet[/] ({path} does not exist): run `saip evaluate` or `saip demo`."
             )
             return
-    store = ResultsStore(path, read_only=True)  # a report never writes the store (read-only media)
-    if store.count() == 0:
+        every = workspace_records(ws)
+    if not every:
         console.print(f"[yellow]No results yet[/] in {path}: run `saip evaluate` or `saip demo`.")
         return
-    records = store.query(task=task, dataset=dataset, backbone=backbone, protocol=protocol)
     filters = {"task": task, "dataset": dataset, "backbone": backbone, "protocol": protocol}
+    records = [rec for rec in every if rec.matches(**filters)]
     shown = " ".join(f"--{k} {v}" for k, v in filters.items() if v is not None)
     if not records:
-        raise fail(f"no results match {shown} in {path}; {_inventory(store)}")
+        raise fail(f"no results match {shown} in {path}; {_inventory(every)}")
 
     table = build_scale_table(records) if scales else build_report_table(records, all_datasets=all_datasets)
     if table.is_empty:
@@ -159,9 +164,8 @@ def print_report_table(table: ReportTable, digits: int | None = None) -> None:
         console.print(to_rich(part, digits=digits, compact=width(columns) > console.width))
 
 
-def _inventory(store: ResultsStore) -> str:
+def _inventory(records: list[EvalRecord]) -> str:
     """A one-line summary of what the store does hold, to point at the mistyped filter."""
-    records = store.query()
     parts = []
     for name, attr in (
         ("tasks", "task"),

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from saip_bench.errors import SaipError
+
+#: Tolerance for matching float scales: 0.75 written by one process must match 0.75 parsed by another.
+SCALE_EPS = 1e-9
+# A uid names a record file, so it must be a plain file name: uuid4 hex, or a hand-made id of the same kind.
+_UID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
 @dataclass
@@ -35,6 +41,8 @@ class EvalRecord:
         scale: Multiple of the recipe's input size (1.0 = the recipe's own size).
         resumed: Whether the run continued an interrupted attempt's checkpoint (``--resume``).
         resumed_from_step: The optimizer steps that attempt had done (0 when not resumed).
+        uid: Globally unique id (uuid4 hex) given when the record file is written
+            (:func:`saip_bench.results.files.write_record_file`); ``""`` for a record stored without one.
         id: Row id in the store; None until stored.
     """
 
@@ -58,6 +66,7 @@ class EvalRecord:
     scale: float = 1.0
     resumed: bool = False
     resumed_from_step: int = 0
+    uid: str = ""
     id: int | None = field(default=None, compare=False)
 
     def validated(self) -> EvalRecord:
@@ -74,6 +83,11 @@ class EvalRecord:
             raise SaipError(f"evaluation record for {self.dataset}: non-numeric metric ({err})") from None
         if not (scale > 0 and math.isfinite(scale)):
             raise SaipError(f"evaluation record for {self.dataset}: scale must be positive, got {scale}")
+        if not isinstance(self.uid, str) or (self.uid and not _UID.fullmatch(self.uid)):
+            raise SaipError(
+                f"evaluation record for {self.dataset}: uid must be letters, digits, '-' or '_' "
+                f"(at most 64), got {self.uid!r}"
+            )
         if int(self.resumed_from_step) < 0:
             raise SaipError(
                 f"evaluation record for {self.dataset}: resumed_from_step must be >= 0, "
@@ -91,6 +105,32 @@ class EvalRecord:
                 "resumed_from_step": int(self.resumed_from_step),
             }
         )
+
+    def matches(
+        self,
+        *,
+        task: str | None = None,
+        dataset: str | None = None,
+        backbone: str | None = None,
+        protocol: str | None = None,
+        scale: float | None = None,
+    ) -> bool:
+        """Whether this record passes every given filter, as :meth:`ResultsStore.query` applies them.
+
+        Args:
+            task: Task adapter name.
+            dataset: Dataset name.
+            backbone: A backbone name, or its digest or a prefix of it (at least 6 characters).
+            protocol: Evaluation protocol.
+            scale: Input-scale multiple.
+        """
+        for name, value in (("task", task), ("dataset", dataset), ("protocol", protocol)):
+            if value is not None and getattr(self, name) != value:
+                return False
+        by_digest = backbone is not None and len(backbone) >= 6 and self.backbone_digest.startswith(backbone)
+        if backbone is not None and self.backbone_name != backbone and not by_digest:
+            return False
+        return scale is None or abs(float(self.scale) - float(scale)) < SCALE_EPS
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""

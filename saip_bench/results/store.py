@@ -5,6 +5,10 @@ write is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front, 
 upgrading a read lock), with a busy timeout plus a retry loop on top, so 8 evaluations finishing at the same
 moment all land. A connection is opened per operation: that keeps the store safe to share across ``fork``
 and never holds the lock between calls.
+
+Evaluation jobs on a cluster do not write here at all (WAL needs shared memory, which NFS and Lustre do not
+give): they write record files (:mod:`saip_bench.results.files`) and :meth:`ResultsStore.ingest` adds each
+file exactly once, keyed by the record's uid, however many processes ingest at the same moment.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from saip_bench.errors import SaipError
-from saip_bench.results.record import EvalRecord
+from saip_bench.results.files import RECORDS_DIR, unrecorded
+from saip_bench.results.record import SCALE_EPS, EvalRecord
 
 log = logging.getLogger(__name__)
 
 #: Bump when the table layout changes; a store written by a newer version is refused, not misread, and an
-#: older one is migrated when opened. 2: ``resumed``, ``resumed_from_step``.
-SCHEMA_VERSION = 2
+#: older one is migrated when opened. 2: ``resumed``, ``resumed_from_step``. 3: ``uid`` (unique; NULL in rows
+#: stored before it and in rows added without one).
+SCHEMA_VERSION = 3
 RESULTS_FILE = "results.sqlite"
 #: Environment variable naming the default workspace of every command that takes ``--workspace``.
 WORKSPACE_ENV = "SAIP_WORKSPACE"
@@ -54,23 +60,28 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     # Columns added after version 1 need a DEFAULT: a migration adds them to rows that exist.
     ("resumed", "INTEGER NOT NULL DEFAULT 0"),
     ("resumed_from_step", "INTEGER NOT NULL DEFAULT 0"),
+    ("uid", "TEXT"),  # the record file's uuid4 hex; NULL for a row added directly
 )
 _NAMES = tuple(name for name, _ in _COLUMNS)
-_SCHEMA = (
+_TABLES = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS records (id INTEGER PRIMARY KEY AUTOINCREMENT, "
     + ", ".join(f"{name} {decl}" for name, decl in _COLUMNS)
     + ")",
+)
+# After the migration's ALTER TABLEs: an index may name a column an old table gains only there.
+_INDEXES = (
     "CREATE INDEX IF NOT EXISTS records_lookup ON records "
     "(backbone_digest, dataset, protocol, config_digest, scale)",
     "CREATE INDEX IF NOT EXISTS records_dataset ON records (dataset, task)",
+    # UNIQUE is what makes ingest exactly-once: INSERT OR IGNORE of a uid already there does nothing.
+    # SQLite lets any number of rows hold NULL.
+    "CREATE UNIQUE INDEX IF NOT EXISTS records_uid ON records (uid)",
 )
-# Tolerance for matching float scales: 0.75 written by one process must match 0.75 parsed by another.
-_SCALE_EPS = 1e-9
 
 
 #: What a column added after version 1 reads as in a store too old to have it (read-only opening).
-_ADDED_DEFAULTS: dict[str, object] = {"scale": 1.0, "resumed": 0, "resumed_from_step": 0}
+_ADDED_DEFAULTS: dict[str, object] = {"scale": 1.0, "resumed": 0, "resumed_from_step": 0, "uid": None}
 
 
 class ResultsStore:
@@ -113,19 +124,56 @@ class ResultsStore:
     # -- public API --------------------------------------------------------------------------------------
 
     def add(self, record: EvalRecord) -> int:
-        """Store ``record`` in one transaction and return its new id (``record`` itself is not modified)."""
+        """Store ``record`` in one transaction and return its new id (``record`` itself is not modified).
+
+        A record without a uid is stored with none (NULL); one whose uid is stored already is refused.
+        """
         if self.read_only:
             raise SaipError(f"{self.path}: opened read-only, cannot add a record")
         rec = record.validated()
-        values = [getattr(rec, name) for name in _NAMES]
-        values[_NAMES.index("metrics")] = json.dumps(rec.metrics, sort_keys=True)
         sql = f"INSERT INTO records ({', '.join(_NAMES)}) VALUES ({', '.join('?' * len(_NAMES))})"
         with self._write() as conn:
-            cursor = conn.execute(sql, values)
+            try:
+                cursor = conn.execute(sql, _values(rec))
+            except sqlite3.IntegrityError:
+                raise SaipError(f"{self.path}: a record with uid {rec.uid} is stored already") from None
             row_id = cursor.lastrowid
         assert row_id is not None
         log.debug("stored %s/%s/%s as record %d", rec.backbone_name, rec.dataset, rec.protocol, row_id)
         return int(row_id)
+
+    def ingest(self, workspace: str | Path) -> int:
+        """Add every record file of ``workspace`` this store does not hold yet; return how many were new.
+
+        Exactly once per file, however many processes ingest at the same moment or how often: the known
+        uids are read once, only the other files are opened, and they are inserted in one transaction with
+        ``INSERT OR IGNORE`` on the unique uid, so a file another process stored meanwhile is not counted.
+        A malformed file is skipped with a warning naming it, and stays unstored (see
+        :func:`saip_bench.results.files.unrecorded`). With nothing new, nothing is written.
+
+        Raises:
+            SaipError: The store was opened read-only, or the database cannot be written.
+        """
+        if self.read_only:
+            raise SaipError(f"{self.path}: opened read-only, cannot ingest record files")
+        new = unrecorded(workspace, self.uids())
+        if not new:
+            return 0
+        sql = f"INSERT OR IGNORE INTO records ({', '.join(_NAMES)}) VALUES ({', '.join('?' * len(_NAMES))})"
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(sql, [_values(rec) for rec in new])
+            added = conn.total_changes - before
+        log.debug("%s: ingested %d record file(s) from %s", self.path, added, Path(workspace) / RECORDS_DIR)
+        return added
+
+    def uids(self) -> set[str]:
+        """The uids of the stored records (rows stored without one have none)."""
+        if "uid" not in self._columns:  # an older store read read-only
+            return set()
+        with self._read() as conn:
+            rows = conn.execute("SELECT uid FROM records WHERE uid IS NOT NULL AND uid != ''").fetchall()
+        return {str(row[0]) for row in rows}
 
     def query(
         self,
@@ -160,7 +208,7 @@ class ResultsStore:
                 args.append(backbone)
         if scale is not None:
             where.append("abs(scale - ?) < ?")
-            args += [float(scale), _SCALE_EPS]
+            args += [float(scale), SCALE_EPS]
         sql = f"SELECT id, {', '.join(self._select())} FROM records"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -179,7 +227,7 @@ class ResultsStore:
         )
         with self._read() as conn:
             row = conn.execute(
-                sql, (backbone_digest, dataset, protocol, config_digest, float(scale), _SCALE_EPS)
+                sql, (backbone_digest, dataset, protocol, config_digest, float(scale), SCALE_EPS)
             ).fetchone()
         return row is not None
 
@@ -198,7 +246,10 @@ class ResultsStore:
 
     def _select(self) -> list[str]:
         """The record columns to SELECT: a missing one (an old store read read-only) as its default."""
-        return [name if name in self._columns else f"{_ADDED_DEFAULTS[name]!r} AS {name}" for name in _NAMES]
+        return [
+            name if name in self._columns else f"{_sql_literal(_ADDED_DEFAULTS[name])} AS {name}"
+            for name in _NAMES
+        ]
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN ourselves, so the transaction boundaries are exactly ours.
@@ -324,13 +375,15 @@ class ResultsStore:
                 found = int(row[0]) if row is not None else None
             if found is not None and found > SCHEMA_VERSION:
                 raise self._newer(found)
-            for statement in _SCHEMA:
+            for statement in _TABLES:
                 conn.execute(statement)
             # One transaction with the version bump: two processes opening an old store migrate it once.
             present = {info[1] for info in conn.execute("PRAGMA table_info(records)")}
             for name, decl in _COLUMNS:
                 if name not in present:
                     conn.execute(f"ALTER TABLE records ADD COLUMN {name} {decl}")
+            for statement in _INDEXES:
+                conn.execute(statement)
             if found is not None and found < SCHEMA_VERSION:
                 log.info(
                     "%s: results schema migrated from version %d to %d", self.path, found, SCHEMA_VERSION
@@ -345,6 +398,7 @@ class ResultsStore:
         data = dict(zip(("id", *_NAMES), row, strict=True))
         data["metrics"] = json.loads(data["metrics"])
         data["resumed"] = bool(data["resumed"])
+        data["uid"] = data["uid"] or ""
         if data["primary_value"] is None:  # SQLite stores NaN as NULL
             data["primary_value"] = float("nan")
         return EvalRecord(**data)
@@ -354,6 +408,18 @@ class ResultsStore:
         if "not a database" in text or "malformed" in text:
             return SaipError(f"{self.path}: not a readable results database ({text})")
         return SaipError(f"{self.path}: results database error: {text}")
+
+
+def _values(rec: EvalRecord) -> list[object]:
+    """A validated record as the INSERT's values, in :data:`_NAMES` order."""
+    values = [getattr(rec, name) for name in _NAMES]
+    values[_NAMES.index("metrics")] = json.dumps(rec.metrics, sort_keys=True)
+    values[_NAMES.index("uid")] = rec.uid or None
+    return values
+
+
+def _sql_literal(value: object) -> str:
+    return "NULL" if value is None else repr(value)
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
@@ -393,3 +459,28 @@ def open_workspace_store(workspace: str | Path, *, db: str | Path | None = None)
     for sub in ("runs", "data"):
         (ws / sub).mkdir(parents=True, exist_ok=True)
     return ResultsStore(Path(db) if db is not None else workspace_db_path(ws))
+
+
+def workspace_records(workspace: str | Path) -> list[EvalRecord]:
+    """Every record of a workspace, for a report: the stored ones, then the record files not stored yet.
+
+    Where the workspace can be written, its record files are ingested first (creating ``results.sqlite``
+    if there is none yet) and the store is read. Where it cannot (read-only media, an archive), nothing is
+    written: the files whose uid the store lacks are read and appended in memory. A workspace without a
+    ``records/`` folder is only read, exactly as before record files existed.
+    """
+    ws = Path(workspace)
+    path = workspace_db_path(ws)
+    has_files = (ws / RECORDS_DIR).is_dir()
+    if has_files and os.access(ws, os.W_OK) and os.access(ws / RECORDS_DIR, os.W_OK):
+        try:
+            store = ResultsStore(path)
+            store.ingest(ws)
+            return store.query()
+        except (SaipError, OSError) as err:  # e.g. a full disk: still report, from the files
+            log.warning("%s: cannot ingest record files (%s); reading them without storing", ws, err)
+    stored = ResultsStore(path, read_only=True).query() if path.is_file() else []
+    if has_files:
+        known = {rec.uid for rec in stored if rec.uid}
+        stored += unrecorded(ws, known)
+    return stored

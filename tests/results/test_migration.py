@@ -42,7 +42,7 @@ def _v1_workspace(ws: Path) -> Path:
 def test_an_old_workspace_opens_and_keeps_its_records(tmp_path: Path, record_factory) -> None:
     path = _v1_workspace(tmp_path / "ws")
     store = open_workspace_store(tmp_path / "ws")
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     [old] = store.query()
     assert (old.dataset, old.metrics, old.duration_s) == ("market1501", {"mAP": 12.5}, 3.0)
     assert old.resumed is False and old.resumed_from_step == 0
@@ -64,3 +64,42 @@ def test_a_new_store_round_trips_the_resume_fields(tmp_path: Path, record_factor
     fresh, resumed = store.query()
     assert (fresh.resumed, fresh.resumed_from_step) == (False, 0)
     assert (resumed.resumed, resumed.resumed_from_step) == (True, 3)
+
+
+# Schema version 2 added these to version 1's table (a v1 store migrated by saip-bench 0.1 looks like this).
+_V2_RECORDS = _V1_RECORDS[:-1] + (
+    ", resumed INTEGER NOT NULL DEFAULT 0, resumed_from_step INTEGER NOT NULL DEFAULT 0)"
+)
+
+
+def test_a_version_2_store_gains_a_unique_uid_and_keeps_its_rows(tmp_path: Path, record_factory) -> None:
+    from saip_bench.results import write_record_file
+
+    ws = tmp_path / "ws"
+    path = _v1_workspace(ws)
+    with sqlite3.connect(path) as conn:  # rebuild it as version 2 left it, resumed row included
+        conn.execute("DROP TABLE records")
+        conn.execute(_V2_RECORDS)
+        conn.execute(
+            "INSERT INTO records (backbone_digest, backbone_name, pretrain_method, task, dataset, protocol, "
+            "budget, metrics, primary_metric, primary_value, config_digest, seed, package_version, "
+            "git_revision, duration_s, started_at, ended_at, scale, resumed, resumed_from_step) "
+            "VALUES (" + ", ".join("?" * 20) + ")",
+            ("d1g3st000002", "saip_vit_tiny", "saip", "reid", "market1501", "frozen", "smoke",
+             json.dumps({"mAP": 20.0}), "mAP", 20.0, "cfg", 0, "0.1.0", None, 9.0,
+             "2026-01-01T00:00:00+00:00", "2026-01-01T00:00:09+00:00", 0.5, 1, 4),
+        )  # fmt: skip
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    [ro] = ResultsStore(path, read_only=True).query()  # read as it is, uid empty
+    assert ro.uid == "" and ResultsStore(path, read_only=True).uids() == set()
+
+    store = ResultsStore(path)
+    assert store.schema_version() == 3
+    [old] = store.query()
+    assert (old.resumed, old.resumed_from_step, old.scale, old.uid) == (True, 4, 0.5, "")
+    write_record_file(ws, record_factory())
+    assert store.ingest(ws) == 1 and store.ingest(ws) == 0 and store.count() == 2
+    with sqlite3.connect(path) as conn:
+        indexes = {row[1]: row[2] for row in conn.execute("PRAGMA index_list(records)")}
+        assert indexes["records_uid"] == 1  # unique
+        assert conn.execute("SELECT COUNT(*) FROM records WHERE uid IS NULL").fetchone()[0] == 1
