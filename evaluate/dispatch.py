@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,10 +23,10 @@ from saip_bench.errors import ConfigError, DataFormatError, Interrupted
 from saip_bench.evaluate.adapter import EvalRequest
 from saip_bench.evaluate.protocols import config_digest as recipe_digest
 from saip_bench.evaluate.protocols import datasets_for_task, load_recipe, scaled_size
-from saip_bench.io import atomic_write_json, git_revision, require_writable, undo_on_error
+from saip_bench.io import atomic_write_json, git_revision, network_filesystem, require_writable, undo_on_error
 
 if TYPE_CHECKING:
-    from saip_bench.results import EvalRecord
+    from saip_bench.results import EvalRecord, ResultsStore
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,16 @@ log = logging.getLogger(__name__)
 RECIPE_FILE = "recipe.json"
 
 
+#: Statuses of an :class:`Outcome` that ran nothing: already recorded, no folder under the data root (only
+#: when evaluating ``all``), or the protocol is not one the dataset has (only for ``--task all``).
+NOT_RUN = ("skipped", "missing", "n/a")
+
+
 @dataclass
 class Outcome:
-    """What happened to one (dataset, scale) evaluation: ``status`` is ``"done"``, ``"skipped"`` or
-    ``"missing"`` (no dataset folder under the data root; only when evaluating ``all``)."""
+    """What happened to one (backbone, dataset, scale) evaluation: ``status`` is ``"done"`` or one of
+    :data:`NOT_RUN` (``"skipped"``: already recorded; ``"missing"``: no dataset folder under the data root, or
+    an optional package the task needs is not installed; ``"n/a"``: the dataset has no such protocol)."""
 
     dataset: str
     protocol: str
@@ -46,6 +52,7 @@ class Outcome:
     run_dir: Path | None = None
     record: EvalRecord | None = None
     message: str = ""
+    backbone: str = ""
 
 
 @dataclass
@@ -90,16 +97,80 @@ def find_dataset_dir(data_root: Path, info: DatasetSpec) -> Path:
     raise DataFormatError(data_root, f"no {info.title} folder found (looked for: {tried})")
 
 
+def select_datasets(task: str, dataset: str, protocol: str | None) -> list[tuple[DatasetSpec, str | None]]:
+    """The datasets ``saip evaluate --task TASK --dataset DATASET`` names, each with why it cannot run.
+
+    ``task`` may be ``"all"`` (every evaluated dataset of every task; ``dataset`` then is ``"all"`` or any
+    dataset's name). The reason is None for a dataset to run, else ``"n/a: ..."`` (``--task all`` with a
+    protocol the dataset lacks) or ``"missing: ..."`` (an optional package its task needs is absent), which
+    only a selection of ``all`` tolerates: a dataset named on its own is refused instead.
+    """
+    from saip_bench.mm.available import missing_mm
+
+    if task == "all":
+        names = list(DATASETS.names()) if dataset == "all" else [dataset]
+        names = [n for n in names if DATASETS.get(n).protocols]
+    else:
+        names = datasets_for_task(task) if dataset == "all" else [dataset]
+    chosen: list[tuple[DatasetSpec, str | None]] = []
+    for name in names:
+        spec = DATASETS.get(name)
+        if task != "all" and spec.task != task:
+            raise ConfigError(f"dataset {name!r} belongs to task {spec.task!r}, not {task!r}")
+        why = None
+        if protocol is not None and protocol not in spec.protocols:
+            if dataset != "all" or task != "all":
+                raise ConfigError(f"{name} supports protocols {', '.join(spec.protocols)}, not {protocol!r}")
+            why = f"n/a: {name} has no {protocol} protocol ({', '.join(spec.protocols)})"
+        missing = missing_mm(*spec.needs) if spec.needs else []
+        if why is None and missing:
+            text = f"{name} needs {', '.join(missing)} (README, 'The OpenMMLab stack')"
+            if dataset != "all":
+                raise ConfigError(text)
+            why = f"missing: {text}"
+        chosen.append((spec, why))
+    return chosen
+
+
 def _run_dir_name(backbone_name: str, digest: str, protocol: str, budget: str, cfg: str, scale: float) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in backbone_name)[:48]
     return f"{safe}-{digest[:10]}-{protocol}-{budget}-{cfg[:10]}-x{scale:g}"
+
+
+@dataclass(frozen=True)
+class BackboneIdentity:
+    """What names a backbone in the records: its shown name and the digest of its weights."""
+
+    spec: str
+    name: str
+    digest: str
+    method: str
+
+
+def backbone_identity(spec: str) -> BackboneIdentity:
+    """Load the backbone ``spec`` names once on the CPU for its name and digest; a bad spec is the loader's
+    one-line error (a missing file, an unknown architecture, a foreign checkpoint)."""
+    from saip_bench.backbones import load_backbone
+
+    model = load_backbone(spec, device="cpu")
+    return BackboneIdentity(spec, model.name, model.digest, str(model.meta.get("method", "unknown")))
+
+
+def records_only_default() -> bool:
+    """Whether this process writes record files only, never the SQLite store (``SAIP_RECORDS_ONLY=1``: set
+    by the campaign launchers for their jobs, which may run on other machines over a network filesystem)."""
+    return os.environ.get(RECORDS_ONLY_ENV, "") not in ("", "0")
+
+
+#: Environment variable that makes :func:`evaluate` write record files only (:func:`records_only_default`).
+RECORDS_ONLY_ENV = "SAIP_RECORDS_ONLY"
 
 
 def evaluate(
     *,
     task: str,
     dataset: str,
-    backbone: str,
+    backbone: str | Sequence[str],
     data_root: Path,
     workspace: Path,
     protocol: str | None = None,
@@ -111,56 +182,68 @@ def evaluate(
     recipe: Path | None = None,
     overrides: Sequence[str] = (),
     progress: ProgressFn | None = None,
+    records_only: bool | None = None,
 ) -> list[Outcome]:
     """Run (or skip) every requested evaluation and record the finished ones.
 
+    Every finished evaluation writes one record file (``<ws>/records/``, atomically: see
+    :mod:`saip_bench.results.files`); unless ``records_only``, the workspace's SQLite store then ingests it.
+
     Args:
-        task: task name (``"reid"``, ``"attribute"``).
+        task: task name (``"reid"``, ``"attribute"``), or ``"all"``: every task.
         dataset: a dataset of that task, or ``"all"`` (datasets without a folder under ``data_root`` are
             then reported as ``missing`` instead of failing).
-        backbone: backbone spec for :func:`saip_bench.backbones.load_backbone`.
+        backbone: backbone spec(s) for :func:`saip_bench.backbones.load_backbone`; each is evaluated on every
+            dataset. All are loaded once before anything runs, so a bad one is refused first.
         data_root: the folder holding the datasets (what ``saip data check`` scans).
-        workspace: the workspace: ``results.sqlite`` and ``runs/``.
+        workspace: the workspace: ``results.sqlite``, ``records/`` and ``runs/``.
         protocol: ``finetune``, ``linear`` or ``frozen``; default: the dataset's first protocol.
         budget: ``full``, ``short`` or ``smoke``.
         scales: multiples of the recipe's input size; each is one evaluation and one record.
         force: run even if an identical record exists, starting over (an unfinished run's ``last.pt`` is
             removed; without ``force`` or ``resume`` such a checkpoint is an error naming it).
         resume: continue an interrupted fine-tuning from its run folder's last checkpoint, exactly; the
-            record says so and its ``duration_s`` sums every attempt (``attempts.json``).
+            record says so and its ``duration_s`` sums every attempt (``attempts.json``). A run without a
+            checkpoint starts from the beginning.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         recipe: a recipe file to use instead of the registry's (e.g. the 384x128 one).
         overrides: ``key=value`` recipe overrides applied last (``train.epochs=1``).
         progress: progress callback passed to the adapter.
+        records_only: write record files only and decide "already recorded" from them, never opening the
+            SQLite store (a cluster job); default :func:`records_only_default`.
 
     Returns:
-        One :class:`Outcome` per (dataset, scale), in order.
+        One :class:`Outcome` per (backbone, dataset, scale), in order.
     """
-    import saip_bench
-    from saip_bench.backbones import load_backbone
-    from saip_bench.backbones.wrapper import is_vit
-    from saip_bench.results import EvalRecord, open_workspace_store, utc_now_iso
-    from saip_bench.results.attempts import ATTEMPTS_FILE, CHECKPOINT_FILE, Attempts, prepare_run_dir
+    from saip_bench.results import open_workspace_store
 
-    names = datasets_for_task(task) if dataset == "all" else [dataset]
-    specs: list[DatasetSpec] = []
-    for name in names:
-        spec = DATASETS.get(name)
-        if spec.task != task:
-            raise ConfigError(f"dataset {name!r} belongs to task {spec.task!r}, not {task!r}")
-        if protocol is not None and protocol not in spec.protocols:
-            raise ConfigError(f"{name} supports protocols {', '.join(spec.protocols)}, not {protocol!r}")
-        specs.append(spec)
+    if records_only is None:
+        shared = network_filesystem(workspace)
+        records_only = records_only_default() or shared is not None
+        if shared:
+            log.info("%s is on %s: results go to record files; saip report takes them in", workspace, shared)
+    chosen = select_datasets(task, dataset, protocol)
     if not scales or any(not (s > 0) for s in scales):
         raise ConfigError(f"scales must be positive numbers, got {list(scales)}")
     if not Path(data_root).is_dir():  # fail even for `all`, where a single missing dataset only warns
         raise DataFormatError(data_root, "data root is not a folder")
+    specs = [backbone] if isinstance(backbone, str) else list(dict.fromkeys(backbone))
+    if not specs:
+        raise ConfigError("no backbone given")
     dev = resolve_device(device)
-    # Every dataset folder and recipe is resolved before the workspace is touched: a bad recipe key or a
-    # missing folder is refused with nothing written.
-    plans: list[_Plan | list[Outcome]] = []  # in order: a plan to run, or a dataset's "missing" outcomes
-    for spec in specs:
+    # Every backbone, dataset folder and recipe is resolved before the workspace is touched: a bad recipe key,
+    # a missing folder or a backbone that does not load is refused with nothing written.
+    for spec_text in specs:
+        backbone_identity(spec_text)
+    # In order: a plan to run, or a dataset's outcomes that cannot run.
+    plans: list[_Plan | list[Outcome]] = []
+    for spec, why in chosen:
         proto = protocol or spec.default_protocol
+        if why is not None:
+            status, _, message = why.partition(": ")
+            log.warning("%s: skipped, %s", spec.name, message)
+            plans.append([Outcome(spec.name, proto, s, status, message=message) for s in scales])
+            continue
         try:
             data_dir = find_dataset_dir(data_root, spec)
         except DataFormatError as err:
@@ -182,121 +265,165 @@ def evaluate(
     outcomes: list[Outcome] = []
     try:
         require_writable(workspace)  # a read-only workspace is a disk fault naming it, not a database error
-        store = open_workspace_store(workspace)
+        store = None
+        if not records_only:
+            store = open_workspace_store(workspace)
+            if is_main:
+                store.ingest(workspace)  # records other processes (cluster jobs) left as files
+        else:
+            for sub in ("runs", "records"):
+                (Path(workspace) / sub).mkdir(parents=True, exist_ok=True)
         commit = git_revision()
-        for plan in plans:
-            if isinstance(plan, list):
-                outcomes += plan
-                continue
-            spec, proto, data_dir, resolved, base_size, seed = (
-                plan.spec,
-                plan.protocol,
-                plan.data_dir,
-                plan.recipe,
-                plan.base_size,
-                plan.seed,
-            )
-            config_digest = recipe_digest(resolved)
-            for scale in scales:
-                scale = float(scale)
-                model = load_backbone(backbone, img_size=base_size, device=dev)  # type: ignore[arg-type]
-                # set_img_size needs ViT sizes in whole patches and other backbones' in multiples of 16.
-                step = int(model.patch_size) if is_vit(model.model) else 16
-                size = scaled_size(base_size, scale, step)  # type: ignore[arg-type]
-                if size != base_size:
-                    model.set_img_size(size)
-                key = dict(
-                    backbone_digest=model.digest,
-                    dataset=spec.name,
-                    protocol=proto,
-                    config_digest=config_digest,
-                    scale=scale,
-                )
-                run_dir = (
-                    Path(workspace)
-                    / "runs"
-                    / spec.name
-                    / _run_dir_name(model.name, model.digest, proto, budget, config_digest, scale)
-                )
-                if not force and store.has(**key):
-                    log.info(
-                        "%s %s x%g: already recorded for %s, skipped (use --force to rerun)",
-                        spec.name,
-                        proto,
-                        scale,
-                        model.name,
-                    )
-                    outcomes.append(Outcome(spec.name, proto, scale, "skipped", run_dir))
+        for spec_text in specs:
+            for plan in plans:
+                if isinstance(plan, list):
+                    outcomes += [replace(outcome, backbone=spec_text) for outcome in plan]
                     continue
-                resumed = prepare_run_dir(run_dir, resume=resume, force=force, write=is_main)
-                # A refusal before a result exists (bad data, a disk fault) takes back what this attempt
-                # wrote: a new run folder goes, an existing one is left as it was unless its checkpoint moved.
-                with undo_on_error(
-                    run_dir, restore=(RECIPE_FILE, ATTEMPTS_FILE), progress=CHECKPOINT_FILE, enabled=is_main
-                ):
-                    run_dir.mkdir(parents=True, exist_ok=True)
-                    if is_main:
-                        extra = {
-                            "img_size": list(size),
-                            "scale": scale,
-                            "backbone": backbone,
-                            "data_dir": str(data_dir),
-                        }
-                        atomic_write_json(run_dir / RECIPE_FILE, {**resolved, **extra})
-                    request = EvalRequest(
-                        task=task,
-                        dataset=spec.name,
-                        data_dir=data_dir,
-                        protocol=proto,
-                        budget=budget,
-                        recipe=resolved,
-                        img_size=size,
-                        run_dir=run_dir,
-                        scale=scale,
-                        device=dev,
-                        seed=seed,
-                        resume=resume,
-                        progress=progress,
-                        primary_metric=spec.primary_metric,
-                        best=spec.best,
+                for scale in scales:
+                    outcomes.append(
+                        _run_one(
+                            plan,
+                            float(scale),
+                            spec_text,
+                            task=plan.spec.task,
+                            budget=budget,
+                            workspace=Path(workspace),
+                            store=store,
+                            force=force,
+                            resume=resume,
+                            dev=dev,
+                            progress=progress,
+                            commit=commit,
+                            is_main=is_main,
+                        )
                     )
-                    adapter = spec.load_adapter()
-                    # Times every attempt; the run's log records go to its train.log, also for probes.
-                    with (
-                        Attempts(run_dir, resume=resumed, write=is_main) as attempts,
-                        run_log(run_dir, enabled=is_main),
-                    ):
-                        log.info("%s %s x%g %s on %s: running", spec.name, proto, scale, size, dev)
-                        result = adapter.run(request, model)
-                started, duration = attempts.started_at, attempts.total_s
-                record = EvalRecord(
-                    backbone_digest=model.digest,
-                    backbone_name=model.name,
-                    pretrain_method=str(model.meta.get("method", "unknown")),
-                    task=task,
-                    dataset=spec.name,
-                    protocol=proto,
-                    budget=budget,
-                    metrics=dict(result.metrics),
-                    primary_metric=result.primary_metric,
-                    primary_value=result.primary_value,
-                    config_digest=config_digest,
-                    seed=seed,
-                    package_version=saip_bench.__version__,
-                    git_revision=commit,
-                    duration_s=duration,
-                    started_at=started,
-                    ended_at=utc_now_iso(),
-                    scale=scale,
-                    resumed=resumed,
-                    resumed_from_step=int(result.extra.get("resumed_from_step", 0)),
-                )
-                if is_main:
-                    record.id = store.add(record)
-                outcomes.append(Outcome(spec.name, proto, scale, "done", run_dir, record))
     except Exception as err:
         nothing_recorded = not any(outcome.status == "done" for outcome in outcomes)
         if fresh_workspace and is_main and nothing_recorded and not isinstance(err, Interrupted):
             shutil.rmtree(workspace, ignore_errors=True)
         raise
     return outcomes
+
+
+def _run_one(
+    plan: _Plan,
+    scale: float,
+    backbone: str,
+    *,
+    task: str,
+    budget: str,
+    workspace: Path,
+    store: ResultsStore | None,
+    force: bool,
+    resume: bool,
+    dev: str,
+    progress: ProgressFn | None,
+    commit: str | None,
+    is_main: bool,
+) -> Outcome:
+    """One (backbone, dataset, scale) evaluation: skip it if recorded, else run it and record it."""
+    import saip_bench
+    from saip_bench.backbones import load_backbone
+    from saip_bench.backbones.wrapper import is_vit
+    from saip_bench.results import EvalRecord, utc_now_iso
+    from saip_bench.results.attempts import ATTEMPTS_FILE, CHECKPOINT_FILE, Attempts, prepare_run_dir
+    from saip_bench.results.files import find_record, write_record_file
+
+    spec, proto, data_dir, resolved, base_size, seed = (
+        plan.spec,
+        plan.protocol,
+        plan.data_dir,
+        plan.recipe,
+        plan.base_size,
+        plan.seed,
+    )
+    config_digest = recipe_digest(resolved)
+    model = load_backbone(backbone, img_size=base_size, device=dev)  # type: ignore[arg-type]
+    # set_img_size needs ViT sizes in whole patches and other backbones' in multiples of 16.
+    step = int(model.patch_size) if is_vit(model.model) else 16
+    size = scaled_size(base_size, scale, step)  # type: ignore[arg-type]
+    if size != base_size:
+        model.set_img_size(size)
+    key = dict(
+        backbone_digest=model.digest,
+        dataset=spec.name,
+        protocol=proto,
+        config_digest=config_digest,
+        scale=scale,
+    )
+    run_dir = (
+        workspace
+        / "runs"
+        / spec.name
+        / _run_dir_name(model.name, model.digest, proto, budget, config_digest, scale)
+    )
+    recorded = store.has(**key) if store is not None else find_record(workspace, **key) is not None
+    if not force and recorded:
+        log.info(
+            "%s %s x%g: already recorded for %s, skipped (use --force to rerun)",
+            spec.name,
+            proto,
+            scale,
+            model.name,
+        )
+        return Outcome(spec.name, proto, scale, "skipped", run_dir, backbone=backbone)
+    resumed = prepare_run_dir(run_dir, resume=resume, force=force, write=is_main)
+    # A refusal before a result exists (bad data, a disk fault) takes back what this attempt
+    # wrote: a new run folder goes, an existing one is left as it was unless its checkpoint moved.
+    with undo_on_error(
+        run_dir, restore=(RECIPE_FILE, ATTEMPTS_FILE), progress=CHECKPOINT_FILE, enabled=is_main
+    ):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if is_main:
+            extra = {"img_size": list(size), "scale": scale, "backbone": backbone, "data_dir": str(data_dir)}
+            atomic_write_json(run_dir / RECIPE_FILE, {**resolved, **extra})
+        request = EvalRequest(
+            task=task,
+            dataset=spec.name,
+            data_dir=data_dir,
+            protocol=proto,
+            budget=budget,
+            recipe=resolved,
+            img_size=size,
+            run_dir=run_dir,
+            scale=scale,
+            device=dev,
+            seed=seed,
+            resume=resume,
+            progress=progress,
+            primary_metric=spec.primary_metric,
+            best=spec.best,
+        )
+        adapter = spec.load_adapter()
+        # Times every attempt; the run's log records go to its train.log, also for probes.
+        with Attempts(run_dir, resume=resumed, write=is_main) as attempts, run_log(run_dir, enabled=is_main):
+            log.info("%s %s x%g %s on %s: running", spec.name, proto, scale, size, dev)
+            result = adapter.run(request, model)
+    record = EvalRecord(
+        backbone_digest=model.digest,
+        backbone_name=model.name,
+        pretrain_method=str(model.meta.get("method", "unknown")),
+        task=task,
+        dataset=spec.name,
+        protocol=proto,
+        budget=budget,
+        metrics=dict(result.metrics),
+        primary_metric=result.primary_metric,
+        primary_value=result.primary_value,
+        config_digest=config_digest,
+        seed=seed,
+        package_version=saip_bench.__version__,
+        git_revision=commit,
+        duration_s=attempts.total_s,
+        started_at=attempts.started_at,
+        ended_at=utc_now_iso(),
+        scale=scale,
+        resumed=resumed,
+        resumed_from_step=int(result.extra.get("resumed_from_step", 0)),
+    )
+    if is_main:
+        # The record file first (atomic, safe on a network filesystem), then the store takes it in.
+        write_record_file(workspace, record)
+        if store is not None:
+            store.ingest(workspace)
+    return Outcome(spec.name, proto, scale, "done", run_dir, record, backbone=backbone)

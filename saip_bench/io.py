@@ -25,6 +25,39 @@ DISK_FAULTS = {
 }
 
 
+#: Filesystem types shared between machines over a network, where SQLite's WAL mode does not work (its
+#: shared-memory index cannot be shared across hosts) and file locks may not be reliable.
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "smbfs", "beegfs", "ceph", "glusterfs",
+     "fuse.glusterfs", "fuse.sshfs", "fuse.cephfs", "panfs", "wekafs", "afs", "9p"}
+)  # fmt: skip
+
+
+def network_filesystem(path: str | Path, mounts: str = "/proc/mounts") -> str | None:
+    """The type of the network filesystem ``path`` lies on (``"nfs4"``, ``"lustre"``...), or None.
+
+    Read from ``/proc/mounts`` (the longest mount point above the path's nearest existing folder); None
+    where that file is absent (not Linux).
+    """
+    try:
+        table = Path(mounts).read_text()
+    except OSError:
+        return None
+    target = Path(path).absolute()
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    target = target.resolve()
+    best, kind = -1, ""
+    for line in table.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        if (target == Path(point) or Path(point) in target.parents) and len(point) > best:
+            best, kind = len(point), parts[2]
+    return kind if kind in NETWORK_FILESYSTEMS else None
+
+
 def disk_fault(err: BaseException) -> str | None:
     """``"PATH: no space left on device"`` for an OSError that is a disk fault, else None."""
     if not isinstance(err, OSError) or err.errno not in DISK_FAULTS:

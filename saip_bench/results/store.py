@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from saip_bench.errors import SaipError
+from saip_bench.io import network_filesystem
 from saip_bench.results.files import RECORDS_DIR, unrecorded
 from saip_bench.results.record import SCALE_EPS, EvalRecord
 
@@ -103,6 +104,7 @@ class ResultsStore:
         self.path = Path(path)
         self.timeout_s = timeout_s
         self.read_only = read_only
+        self._network: str | None = None  # the network filesystem the file is on ("" if none), once looked up
         if self.path.is_dir():
             raise SaipError(f"{self.path}: is a folder, expected a results database file")
         if read_only:
@@ -282,6 +284,19 @@ class ResultsStore:
             f"({SCHEMA_VERSION}); upgrade saip-bench"
         )
 
+    def _journal_mode(self) -> str:
+        """``wal``, except on a network filesystem, where WAL does not work: the rollback journal there."""
+        if self._network is None:
+            self._network = network_filesystem(self.path.parent) or ""
+            if self._network:
+                log.warning(
+                    "%s is on %s: SQLite in rollback-journal mode, not WAL; evaluations there write record "
+                    "files only, and this store takes them in",
+                    self.path,
+                    self._network,
+                )
+        return "delete" if self._network else "wal"
+
     def _is_current(self) -> bool:
         """Whether the file exists with this version's schema, so opening it need not write at all."""
         if not self.path.is_file() or self.path.stat().st_size == 0:
@@ -289,7 +304,7 @@ class ResultsStore:
         found, columns, mode = self._read_version()
         if found is not None and found > SCHEMA_VERSION:
             raise self._newer(found)
-        return found == SCHEMA_VERSION and set(_NAMES) <= columns and mode == "wal"
+        return found == SCHEMA_VERSION and set(_NAMES) <= columns and mode == self._journal_mode()
 
     def _check_version(self) -> set[str]:
         """Read-only opening: refuse a newer schema, return the record columns there are."""
@@ -354,7 +369,7 @@ class ResultsStore:
             try:
                 with contextlib.closing(self._connect()) as conn:
                     # WAL is a property of the file: set once, every later connection uses it.
-                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    mode = conn.execute(f"PRAGMA journal_mode = {self._journal_mode()}").fetchone()[0]
                 break
             except sqlite3.OperationalError as err:
                 if not _is_busy(err) or time.monotonic() > deadline:
@@ -362,7 +377,7 @@ class ResultsStore:
                 time.sleep(0.02 + 0.05 * random.random())
             except sqlite3.DatabaseError as err:
                 raise self._error(err) from None
-        if str(mode).lower() != "wal":
+        if str(mode).lower() != self._journal_mode():
             log.warning(
                 "%s: SQLite refused WAL mode (journal mode %s); concurrent writes will be slower",
                 self.path,

@@ -147,3 +147,33 @@ def test_every_run_dir_gets_a_text_log_even_when_nothing_trains(
     assert not logging.getLogger("saip_bench").handlers or all(
         getattr(h, "saip_run_dir", None) is None for h in logging.getLogger("saip_bench").handlers
     )  # the run's handler is gone once it ends
+
+
+def test_task_all_and_several_backbones(fake: FakeAdapter, tmp_path: Path) -> None:
+    """``--task all``: every dataset found, one ``missing`` per absent one; each backbone on each dataset."""
+    root = tmp_path / "data"
+    for name in ("market1501", "pa100k"):
+        (root / DATASETS.get(name).folder).mkdir(parents=True)
+    ws = tmp_path / "ws"
+    outcomes = dispatch.evaluate(
+        task="all",
+        dataset="all",
+        backbone=[BACKBONE, "random:test_vit2"],
+        data_root=root,
+        workspace=ws,
+        protocol="finetune",
+        budget="smoke",
+        device="cpu",
+    )
+    done = sorted((o.backbone, o.dataset) for o in outcomes if o.status == "done")
+    assert done == sorted((b, d) for b in (BACKBONE, "random:test_vit2") for d in ("market1501", "pa100k"))
+    evaluated = [n for n in DATASETS.names() if DATASETS.get(n).protocols]
+    # Every other dataset is one "missing" (or "n/a") outcome per backbone, never an error.
+    assert len(outcomes) == 2 * len(evaluated)
+    assert {o.status for o in outcomes} <= {"done", "missing", "n/a"}
+    assert {o.dataset for o in outcomes if o.status == "missing"} == set(evaluated) - {"market1501", "pa100k"}
+    assert len(open_workspace_store(ws).query()) == 4
+    with pytest.raises(ConfigError, match="unknown backbone architecture"):  # refused before anything ran
+        dispatch.evaluate(task="all", dataset="all", backbone=[BACKBONE, "random:nope"], data_root=root,
+                          workspace=tmp_path / "ws2", budget="smoke", device="cpu")  # fmt: skip
+    assert not (tmp_path / "ws2").exists()
