@@ -124,12 +124,7 @@ def run_pretraining(
         set_mmap_threshold(float(tc.malloc_mmap_threshold_mb))
     try:
         spec = methods.resolve(cfg.method, cfg.objectives, dict(cfg.loss))
-        if resume and not checkpoint_path(out).is_file():
-            raise SaipError(f"{checkpoint_path(out)}: --resume given but the run has no checkpoint")
-        if not resume and checkpoint_path(out).is_file():
-            raise SaipError(
-                f"{out}: holds a checkpoint already; pass --resume to continue it or pick a new --out"
-            )
+        check_run_dir(out, resume=resume)
         _check_numbers(cfg)
         dataset = PretrainDataset.from_config(Path(data), cfg, seed=int(cfg.seed), spec=spec)
         per_step = tc.batch_size * tc.accum_steps * info.world_size
@@ -238,6 +233,22 @@ def run_pretraining(
         )
     finally:
         D.cleanup()
+
+
+def check_run_dir(out: str | Path, *, resume: bool) -> None:
+    """Refuse a run directory that does not fit ``resume``: no checkpoint to resume, or one a new run would
+    overwrite.
+
+    Raises:
+        SaipError: one line naming the run directory or its checkpoint.
+    """
+    out = Path(out)
+    if resume and not checkpoint_path(out).is_file():
+        raise SaipError(f"{checkpoint_path(out)}: --resume given but the run has no checkpoint")
+    if not resume and checkpoint_path(out).is_file():
+        raise SaipError(
+            f"{out}: holds a checkpoint already; pass --resume to continue it or pick a new --out"
+        )
 
 
 def _check_numbers(cfg: DictConfig) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +42,29 @@ def recipe_overrides(args: list[str]) -> list[str]:
     return list(args)
 
 
+def _launch_torchrun(nproc_per_node: int) -> None:
+    """This same command on ``nproc_per_node`` processes under torchrun; exits as they did."""
+    from saip_bench.launch.torchrun import run_torchrun, torchrun_argv
+
+    console.print(f"launching {nproc_per_node} processes under torchrun", highlight=False)
+    result = run_torchrun(torchrun_argv("evaluate", sys.argv[1:], nproc_per_node=nproc_per_node))
+    if result.message:
+        fail(result.message)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _join_process_group(ctx: typer.Context, device: str) -> str:
+    """In a torchrun worker: join the process group (gloo on CPU, nccl on ``cuda:LOCAL_RANK``) and leave it
+    when the command ends; returns this process's device."""
+    from saip_bench.engine.distributed import cleanup, init_distributed
+    from saip_bench.evaluate.dispatch import resolve_device
+
+    info = init_distributed(resolve_device(device))
+    ctx.call_on_close(cleanup)
+    return str(info.device)
+
+
 @user_errors
 def evaluate(
     ctx: typer.Context,
@@ -47,10 +72,13 @@ def evaluate(
     task: Annotated[
         str,
         typer.Option(
-            help="Task, e.g. [bold]reid[/], [bold]attribute[/]; an unknown name lists the valid ones."
+            help="Task, e.g. [bold]reid[/], [bold]attribute[/], or [bold]all[/] (every task's datasets "
+            "found under --data-root); an unknown name lists the valid ones."
         ),
     ],
-    backbone: Annotated[str, typer.Option(help=BACKBONE_HELP)],
+    backbone: Annotated[
+        list[str], typer.Option(help=BACKBONE_HELP + " Repeat it to evaluate several backbones.")
+    ],
     data_root: Annotated[
         Path, typer.Option(help="Folder holding the datasets (what `saip data check` scans).")
     ],
@@ -82,6 +110,13 @@ def evaluate(
         typer.Option(help="Continue an interrupted run from its last.pt, exactly (same batches, same RNG)."),
     ] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    nproc_per_node: Annotated[
+        int,
+        typer.Option(
+            "--nproc-per-node",
+            help="Processes on this machine (one per GPU); > 1 launches torchrun itself, the same results.",
+        ),
+    ] = 1,
 ) -> None:
     """Evaluate a backbone on a task's datasets; every finished evaluation is recorded in the workspace.
 
@@ -90,6 +125,12 @@ def evaluate(
     (configs/evaluate/defaults/TASK.yaml) and the engine's train section.
     """
     overrides = recipe_overrides(list(ctx.args))
+    if nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:
+        _launch_torchrun(nproc_per_node)
+        return
+    if "WORLD_SIZE" in os.environ:  # a torchrun worker: in the process group before any collective
+        device = _join_process_group(ctx, device)
+    is_main = int(os.environ.get("RANK", "0")) == 0
     from rich.table import Table
 
     from saip_bench.evaluate.dispatch import evaluate as run_evaluation
@@ -122,16 +163,46 @@ def evaluate(
             overrides=overrides,
             progress=progress,
         )
+    several = len(set(backbone)) > 1
+    if not is_main:  # every rank has the outcomes; one prints them
+        return
     table = Table(title=f"saip evaluate: {task} ({budget})", title_justify="left")
-    for column in ("dataset", "protocol", "scale", "status", "metrics", "time"):
+    for column in (("backbone",) if several else ()) + (
+        "dataset",
+        "protocol",
+        "scale",
+        "status",
+        "metrics",
+        "time",
+    ):
         table.add_column(column)
     for out in outcomes:
         rec = out.record
         metrics = ", ".join(f"{k} {v:.2f}" for k, v in rec.metrics.items()) if rec else out.message
         time_s = f"{rec.duration_s:.1f} s" if rec else ""
-        style = {"done": "green", "skipped": "yellow", "missing": "dim"}.get(out.status, "")
+        style = {"done": "green", "skipped": "yellow", "missing": "dim", "n/a": "dim"}.get(out.status, "")
+        first = (out.backbone,) if several else ()
         table.add_row(
-            out.dataset, out.protocol, f"{out.scale:g}", f"[{style}]{out.status}[/]", metrics, time_s
+            *first, out.dataset, out.protocol, f"{out.scale:g}", f"[{style}]{out.status}[/]", metrics, time_s
         )
     console.print(table)
     console.print(f"results: {Path(ws) / 'results.sqlite'}", highlight=False)
+
+
+def _main() -> None:
+    """Entry point of each torchrun worker (``python -m saip_bench.cli.evaluate ...``)."""
+    from saip_bench.cli.common import setup_logging
+    from saip_bench.launch.torchrun import note_worker_exit
+
+    setup_logging(False)
+    app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(evaluate)
+    try:
+        app()
+    except SystemExit as done:
+        note_worker_exit(done.code)
+        raise
+
+
+if __name__ == "__main__":
+    _main()

@@ -8,12 +8,15 @@ every evaluation task ask :func:`is_main` before writing a file, so only rank 0 
 from __future__ import annotations
 
 import datetime
+import inspect
 import logging
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from saip_bench.errors import SaipError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,10 @@ def init_distributed(device: str | torch.device | None = None) -> DistInfo:
     Args:
         device: "cpu", "cuda" or None (CUDA when available). Under torchrun each process takes
             ``cuda:LOCAL_RANK``; the backend is nccl on CUDA and gloo on CPU.
+
+    Raises:
+        SaipError: the CUDA device does not exist here (under torchrun: more processes on this machine than
+            GPUs, as each takes ``cuda:LOCAL_RANK``).
     """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -73,6 +80,11 @@ def init_distributed(device: str | torch.device | None = None) -> DistInfo:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank if size > 1 else torch.cuda.current_device())
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise SaipError(
+            f"{device}: this machine has {torch.cuda.device_count()} CUDA device(s); a process per GPU, so "
+            "at most that many processes per node (--nproc-per-node)"
+        )
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if size > 1 and not is_dist():
@@ -121,6 +133,18 @@ def all_gather_object(obj: object) -> list[object]:
     return out
 
 
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Give every rank ``src``'s buffers (BatchNorm running statistics); a no-op without a process group.
+
+    DDP broadcasts rank 0's buffers at the start of each training forward, so after the last step every rank
+    holds the statistics of its own last batch. An evaluation calls this first: every rank then evaluates
+    rank 0's model, the one its checkpoints hold, and metrics reduced over ranks stay those of one model.
+    """
+    if is_dist():
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=src)
+
+
 def barrier() -> None:
     """Wait for every rank; a no-op without a process group."""
     if is_dist():
@@ -147,9 +171,13 @@ def wrap_ddp(
 
     device = torch.device(device)
     device_ids = [device.index] if device.type == "cuda" and device.index is not None else None
-    return DistributedDataParallel(
-        module, device_ids=device_ids, find_unused_parameters=True, broadcast_buffers=broadcast_buffers
-    )
+    sync: dict[str, bool] = {}  # broadcasting is DDP's default
+    if not broadcast_buffers:
+        # Newer torch calls the switch forward_sync_buffers (and warns on the old name); it still syncs the
+        # buffers once at init, which changes nothing here: every rank starts from the same weights.
+        newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+        sync = {"forward_sync_buffers" if newer else "broadcast_buffers": False}
+    return DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=True, **sync)
 
 
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:

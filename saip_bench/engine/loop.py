@@ -31,6 +31,7 @@ from saip_bench.engine.batch import move_to
 from saip_bench.engine.checkpoint import load_checkpoint, set_rng_state
 from saip_bench.engine.distributed import (
     all_reduce_sum,
+    broadcast_buffers,
     is_dist,
     rank,
     world_size,
@@ -343,6 +344,7 @@ def _evaluate(
     model: nn.Module, evaluate_fn: EvaluateFn, device: torch.device, use_amp: bool
 ) -> dict[str, float]:
     """``evaluate_fn`` in eval mode without gradients (under bf16 autocast when training uses it)."""
+    broadcast_buffers(model)  # every rank evaluates rank 0's model (see broadcast_buffers)
     model.eval()
     with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
         return {k: float(v) for k, v in evaluate_fn(model).items()}
