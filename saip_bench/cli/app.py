@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from saip_bench import __version__
-from saip_bench.cli import convert, data, demo, evaluate, pretrain, report
+from saip_bench.cli import bench, convert, data, demo, evaluate, pretrain, report
 from saip_bench.cli.common import console, setup_logging
 
 app = typer.Typer(
@@ -46,6 +46,9 @@ app.command("report")(report.report)
 app.command("demo")(demo.demo)
 app.add_typer(data.app, name="data", help="Synthetic datasets in the real formats, and dataset checks.")
 app.command("convert")(convert.convert)
+app.add_typer(
+    bench.app, name="bench", help="Campaigns: backbones x datasets x seeds, on one GPU, many or Slurm."
+)
 
 
 def main() -> None:

@@ -476,18 +476,19 @@ def open_workspace_store(workspace: str | Path, *, db: str | Path | None = None)
     return ResultsStore(Path(db) if db is not None else workspace_db_path(ws))
 
 
-def workspace_records(workspace: str | Path) -> list[EvalRecord]:
+def workspace_records(workspace: str | Path, *, ingest: bool = True) -> list[EvalRecord]:
     """Every record of a workspace, for a report: the stored ones, then the record files not stored yet.
 
-    Where the workspace can be written, its record files are ingested first (creating ``results.sqlite``
-    if there is none yet) and the store is read. Where it cannot (read-only media, an archive), nothing is
-    written: the files whose uid the store lacks are read and appended in memory. A workspace without a
-    ``records/`` folder is only read, exactly as before record files existed.
+    Where the workspace can be written (and ``ingest``), its record files are ingested first (creating
+    ``results.sqlite`` if there is none yet) and the store is read. Where it cannot (read-only media, an
+    archive) or ``ingest`` is False (``saip bench plan``), nothing is written: the files whose uid the store
+    lacks are read and appended in memory. A workspace without a ``records/`` folder is only read, exactly as
+    before record files existed.
     """
     ws = Path(workspace)
     path = workspace_db_path(ws)
     has_files = (ws / RECORDS_DIR).is_dir()
-    if has_files and os.access(ws, os.W_OK) and os.access(ws / RECORDS_DIR, os.W_OK):
+    if ingest and has_files and os.access(ws, os.W_OK) and os.access(ws / RECORDS_DIR, os.W_OK):
         try:
             store = ResultsStore(path)
             store.ingest(ws)

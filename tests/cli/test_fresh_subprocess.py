@@ -7,7 +7,7 @@ imported much of ``saip_bench``, so an import cycle or a missing import that onl
 not installed), run in a scratch folder with one thread and no ``SAIP_WORKSPACE``.
 
 Every command's ``--help``, then one real, small call of each: data synth, data check, pretrain, evaluate,
-report, convert and demo. The calls that train are marked slow (still part of CI).
+report, convert, bench plan and demo. The calls that train are marked slow (still part of CI).
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ HELP = [
     (("data", "synth"), "--overwrite"),
     (("data", "check"), "--root"),
     (("convert",), "--branch"),
+    (("bench",), "status"),
+    (("bench", "plan"), "--launcher"),
+    (("bench", "run"), "--wait"),
+    (("bench", "status"), "--workspace"),
 ]
 
 
@@ -183,6 +187,22 @@ def test_bad_override_is_one_line(data_root: tuple[Path, str, str], scratch: Pat
         assert result.returncode == 1, result.stdout
         assert message in result.stdout and "Traceback" not in result.stdout
         assert len(result.stdout.strip().splitlines()) == 1, result.stdout
+
+
+def test_bench_plan_lists_the_campaign(data_root: tuple[Path, str, str], scratch: Path) -> None:
+    """A campaign planned from a fresh shell: every job listed, nothing written; a bad key is one line."""
+    campaign = scratch / "campaign.yaml"
+    campaign.write_text(
+        "name: fresh\ndata_root: data\nworkspace: ws_bench\nbackbones: [random:test_vit]\n"
+        "datasets: [market1501, pa100k]\nprotocols: [frozen, linear]\nbudgets: [smoke]\nseeds: [0, 1]\n"
+    )
+    out = " ".join(_ok(saip("bench", "plan", "campaign.yaml", cwd=scratch)).split())
+    assert "4 to run, 0 recorded" in out and "pa100k frozen: n/a" in out
+    assert not (scratch / "ws_bench").exists()
+    campaign.write_text(campaign.read_text() + "seed: 3\n")
+    bad = saip("bench", "run", "campaign.yaml", cwd=scratch)
+    assert bad.returncode == 1 and "unknown key 'seed'" in bad.stdout and "Traceback" not in bad.stdout
+    assert len(bad.stdout.strip().splitlines()) == 1, bad.stdout
 
 
 def test_convert_a_timm_state_dict(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Benchmark campaigns: a YAML file of backbones x datasets x protocols x seeds, planned, run and followed."""
