@@ -191,17 +191,9 @@ def evaluate(
 
 def _main() -> None:
     """Entry point of each torchrun worker (``python -m saip_bench.cli.evaluate ...``)."""
-    from saip_bench.cli.common import setup_logging
-    from saip_bench.launch.torchrun import note_worker_exit
+    from saip_bench.launch.torchrun import worker_main
 
-    setup_logging(False)
-    app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
-    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(evaluate)
-    try:
-        app()
-    except SystemExit as done:
-        note_worker_exit(done.code)
-        raise
+    worker_main(evaluate)
 
 
 if __name__ == "__main__":

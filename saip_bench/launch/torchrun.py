@@ -21,9 +21,10 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from saip_bench.errors import SaipError
 from saip_bench.launch.rendezvous import Nodes
@@ -155,6 +156,23 @@ def note_worker_exit(code: object) -> None:
     if folder and status:
         with contextlib.suppress(OSError):
             (Path(folder) / os.environ.get("LOCAL_RANK", "0")).write_text(str(status))
+
+
+def worker_main(command: Callable[..., Any]) -> None:
+    """Entry point of each torchrun worker of ``command`` (``python -m saip_bench.cli.<command> ...``): the
+    command alone, taking ``key=value`` overrides, with plain log lines and its exit status noted."""
+    import typer
+
+    from saip_bench.cli.common import setup_logging
+
+    setup_logging(False)
+    app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(command)
+    try:
+        app()
+    except SystemExit as done:
+        note_worker_exit(done.code)
+        raise
 
 
 def _noted_exit(folder: Path, local_rank: int) -> int:

@@ -13,15 +13,19 @@ BACKBONES = ["random:test_vit", "random:test_vit2"]
 DATASETS = ["market1501", "msmt17", "pa100k"]
 
 
-@pytest.fixture(scope="session")
-def bench_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def write_bench_data(root: Path) -> Path:
+    """The campaign's three datasets, small, in their real formats under ``root``."""
     from saip_bench.datasets import DATASETS as REGISTRY
 
-    root = tmp_path_factory.mktemp("bench-data")
     for name in DATASETS:
         spec = REGISTRY.get(name)
         spec.write_synth(root / spec.folder, ids=8, images=64, seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def bench_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_bench_data(tmp_path_factory.mktemp("bench-data"))
 
 
 def write_campaign(path: Path, data_root: Path, workspace: Path, **keys: Any) -> Path:

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from saip_bench.cli.app import app
-from tests.bench.conftest import DATASETS, write_campaign
+from tests.bench.conftest import write_bench_data, write_campaign
 from tests.slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.slow
@@ -19,13 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def campaign_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from saip_bench.datasets import DATASETS as REGISTRY
-
-    root = tmp_path_factory.mktemp("slurm-bench-data")
-    for name in DATASETS:
-        spec = REGISTRY.get(name)
-        spec.write_synth(root / spec.folder, ids=8, images=64, seed=0)
-    return root
+    return write_bench_data(tmp_path_factory.mktemp("slurm-bench-data"))
 
 
 def _saip(*args: str):
