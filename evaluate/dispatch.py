@@ -23,6 +23,7 @@ from saip_bench.errors import ConfigError, DataFormatError, Interrupted
 from saip_bench.evaluate.adapter import EvalRequest
 from saip_bench.evaluate.protocols import config_digest as recipe_digest
 from saip_bench.evaluate.protocols import datasets_for_task, load_recipe, scaled_size
+from saip_bench.evaluate.tracking import run_tracked
 from saip_bench.io import atomic_write_json, git_revision, network_filesystem, require_writable, undo_on_error
 
 if TYPE_CHECKING:
@@ -398,7 +399,7 @@ def _run_one(
         # Times every attempt; the run's log records go to its train.log, also for probes.
         with Attempts(run_dir, resume=resumed, write=is_main) as attempts, run_log(run_dir, enabled=is_main):
             log.info("%s %s x%g %s on %s: running", spec.name, proto, scale, size, dev)
-            result = adapter.run(request, model)
+            result = run_tracked(adapter, request, model, enabled=is_main)  # and to train.tracker, if any
     record = EvalRecord(
         backbone_digest=model.digest,
         backbone_name=model.name,

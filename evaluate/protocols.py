@@ -195,6 +195,9 @@ def load_recipe(
 OPERATIONAL_KEYS: tuple[tuple[str, str], ...] = (
     ("train", "checkpoint_every"),
     ("train", "log_every"),
+    ("train", "tracker"),
+    ("train", "tracker_dir"),
+    ("train", "tracker_project"),
     ("data", "workers"),
 )
 
@@ -207,6 +210,9 @@ def config_digest(resolved: dict[str, Any]) -> str:
     for section, key in OPERATIONAL_KEYS:
         if isinstance(kept.get(section), dict):
             kept[section].pop(key, None)
+    # A protocol that trains nothing has no train section but the one an override of these keys makes.
+    if kept.get("train") == {} and resolved.get("train"):
+        del kept["train"]
     return digest_obj(kept)
 
 

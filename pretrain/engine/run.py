@@ -20,6 +20,7 @@ from saip_bench.engine import distributed as D
 from saip_bench.engine.checkpoint import load_checkpoint
 from saip_bench.engine.logging import TrainLogger
 from saip_bench.engine.precision import resolve_precision
+from saip_bench.engine.trackers import check_tracker, tracking
 from saip_bench.errors import CheckpointError, ConfigError, SaipError
 from saip_bench.io import undo_on_error
 from saip_bench.pretrain import config as C
@@ -126,6 +127,7 @@ def run_pretraining(
         spec = methods.resolve(cfg.method, cfg.objectives, dict(cfg.loss))
         check_run_dir(out, resume=resume)
         _check_numbers(cfg)
+        tracker = check_tracker(tc.tracker or "none", source="train.tracker")
         dataset = PretrainDataset.from_config(Path(data), cfg, seed=int(cfg.seed), spec=spec)
         per_step = tc.batch_size * tc.accum_steps * info.world_size
         per_epoch = steps_per_epoch(len(dataset), int(tc.batch_size), info.world_size, int(tc.accum_steps))
@@ -174,7 +176,10 @@ def run_pretraining(
             train_log = TrainLogger(
                 out, total, int(tc.log_every), tensorboard=bool(tc.tensorboard), enabled=info.is_main
             )
-            with train_log:
+            with tracking(
+                tracker, out, params=C.to_dict(cfg), project=tc.tracker_project, directory=tc.tracker_dir,
+                job_type="pretrain", resume=resume, enabled=info.is_main,
+            ), train_log:  # fmt: skip
                 extra = {"config": C.to_dict(cfg)}
                 trainer = Trainer(model, settings, run_dir=out, info=info, extra_state=extra)
                 log.info(

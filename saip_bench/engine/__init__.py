@@ -7,8 +7,8 @@ the fine-tuning loop :func:`fit` live here, below both :mod:`saip_bench.pretrain
 Modules: ``params`` (parameter groups, the one no-weight-decay rule, layer decay from timm's
 ``group_matcher``), ``schedule`` (the one lr schedule), ``precision`` (autocast, grad scaler), ``distributed``
 (rank helpers, collectives, DDP), ``checkpoint`` (atomic weights-only checkpoints, RNG state), ``finite``
-(the non-finite-loss check), ``logging`` (step lines, ``train.log``, TensorBoard), ``batch`` (``move_to``),
-``loop`` (:func:`fit`).
+(the non-finite-loss check), ``logging`` (step lines, ``train.log``, TensorBoard), ``trackers`` (MLflow and
+W&B, optional extras, fed by ``logging``), ``batch`` (``move_to``), ``loop`` (:func:`fit`).
 """
 
 from saip_bench.engine.batch import move_to

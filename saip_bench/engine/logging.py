@@ -8,8 +8,9 @@ A run on a cluster writes to a Slurm ``.out`` file, not a terminal, so a progres
 written to ``RUN/train.log`` (whatever the logging levels, together with the run's other ``saip_bench`` log
 records that the levels let through) and emitted at INFO on the ``saip_bench.progress`` logger (the CLI
 prints it when stdout is not a terminal, and shows its bar instead when it is); the same numbers go to
-TensorBoard under ``RUN/tb``. Only rank 0 logs. Pretraining and the fine-tuning loop both use it, so every
-run directory gets the same log.
+TensorBoard under ``RUN/tb``, and to the experiment tracker open for the run directory, if any
+(:mod:`saip_bench.engine.trackers`: MLflow, W&B). Only rank 0 logs. Pretraining and the fine-tuning loop
+both use it, so every run directory gets the same log.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from saip_bench.engine.distributed import is_main
+from saip_bench.engine.trackers import Tracker, active_tracker
 
 #: The logger the step lines go to; the CLI keeps it off a terminal that shows a progress bar.
 PROGRESS_LOGGER = "saip_bench.progress"
@@ -103,7 +105,7 @@ def run_log(run_dir: str | Path, *, enabled: bool | None = None) -> Iterator[Non
 
 
 class TrainLogger:
-    """Step lines, ``train.log`` and TensorBoard scalars for one training run.
+    """Step lines, ``train.log``, TensorBoard scalars and the experiment tracker's numbers for one run.
 
     Example::
 
@@ -120,6 +122,8 @@ class TrainLogger:
         tensorboard: write TensorBoard scalars (``loss/<term>``, ``train/lr``, ``train/images_per_s``).
         start_step: the step the run starts (or resumes) from: the ETA is timed from there.
         enabled: whether this process logs; default :func:`~saip_bench.engine.distributed.is_main`.
+        tracker: the experiment tracker the numbers also go to; default the one
+            :func:`~saip_bench.engine.trackers.tracking` has open for ``run_dir`` (the caller closes it).
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class TrainLogger:
         tensorboard: bool = True,
         start_step: int = 0,
         enabled: bool | None = None,
+        tracker: Tracker | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.total_steps = int(total_steps)
@@ -142,6 +147,7 @@ class TrainLogger:
         self._writer: Any = None
         self._handler: logging.Handler | None = None
         self._file: Any = None
+        self._tracker = tracker
         if self.enabled:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._file = open(self.run_dir / LOG_NAME, "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
@@ -201,9 +207,16 @@ class TrainLogger:
                 writer.add_scalar("train/images_per_s", images_per_s, step)
             for key, value in (scalars or {}).items():
                 writer.add_scalar(key, float(value), step)
+        tracker = self.tracker
+        if tracker is not None:
+            numbers = {f"loss/{key}": value for key, value in values.items()}
+            numbers["train/lr"] = lr
+            if images_per_s is not None:
+                numbers["train/images_per_s"] = images_per_s
+            tracker.log_metrics({**numbers, **(scalars or {})}, step)
 
     def metrics(self, step: int, metrics: dict[str, float], *, prefix: str = "eval", label: str = "") -> None:
-        """Log evaluation metrics: a line (``eval epoch 3: mAP 41.20, rank1 60.10``) and TensorBoard scalars.
+        """Log evaluation metrics: a line (``eval epoch 3: mAP 41.20, rank1 60.10``), TensorBoard, tracker.
 
         Args:
             step: the global step the metrics belong to (TensorBoard's x axis).
@@ -219,6 +232,16 @@ class TrainLogger:
         if writer is not None:
             for key, value in metrics.items():
                 writer.add_scalar(f"{prefix}/{key}", float(value), step)
+        tracker = self.tracker
+        if tracker is not None:
+            tracker.log_metrics({f"{prefix}/{key}": value for key, value in metrics.items()}, step)
+
+    @property
+    def tracker(self) -> Tracker | None:
+        """The experiment tracker this log feeds (rank 0), if one is on."""
+        if not self.enabled:
+            return None
+        return self._tracker if self._tracker is not None else active_tracker(self.run_dir)
 
     def _line(self, line: str) -> None:
         """``line`` into ``train.log`` (timestamped) and onto the progress logger (the console's business)."""

@@ -50,6 +50,7 @@ from saip_bench.engine.sampling import (
 )
 from saip_bench.engine.schedule import lr_factor
 from saip_bench.engine.signals import StopRequest
+from saip_bench.engine.trackers import DEFAULT_PROJECT, check_tracker, tracking
 from saip_bench.errors import CheckpointError, ConfigError, Interrupted
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ StepFn = Callable[[nn.Module, Any], dict[str, torch.Tensor]]
 EvaluateFn = Callable[[nn.Module], dict[str, float]]
 
 #: EngineConfig keys that do not change what is trained: a run may resume with other values of them.
-_RESUME_NEUTRAL = ("checkpoint_every", "log_every")
+_RESUME_NEUTRAL = ("checkpoint_every", "log_every", "tracker", "tracker_dir", "tracker_project")
 _END = object()
 #: EngineConfig numbers that must be finite and >= 0 besides the ones every config is checked for.
 _NON_NEGATIVE = ("warmup_epochs", "warmup_start_factor", "min_lr_ratio", "gamma", "grad_clip", "layer_decay")
@@ -97,6 +98,11 @@ class EngineConfig:
             without warning (SIGKILL, a node lost) then resumes from at most N steps back. SIGTERM/SIGINT
             always write it before stopping.
         log_every: a plain progress line (``train.log``, TensorBoard) every N optimizer steps.
+        tracker: also log to an experiment tracker: ``"none"``, ``"mlflow"`` or ``"wandb"``
+            (:mod:`saip_bench.engine.trackers`; optional extras).
+        tracker_dir: where the tracker writes; default its environment variable (``MLFLOW_TRACKING_URI``,
+            ``WANDB_DIR``), else ``./mlruns`` / ``./wandb``.
+        tracker_project: the MLflow experiment / W&B project.
     """
 
     epochs: int = 1
@@ -121,6 +127,9 @@ class EngineConfig:
     grad_clip: float | None = None
     checkpoint_every: int = 0
     log_every: int = 10
+    tracker: str = "none"
+    tracker_dir: str | None = None
+    tracker_project: str = DEFAULT_PROJECT
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "recipe train section") -> EngineConfig:
@@ -132,6 +141,8 @@ class EngineConfig:
                 f"{source}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
             )
         kwargs = dict(values)
+        if "tracker" in kwargs and kwargs["tracker"] is None:  # train.tracker=null: off, as "none"
+            kwargs["tracker"] = "none"
         for f in dataclasses.fields(cls):  # key=value overrides arrive as any YAML scalar
             if f.name in kwargs and not _scalar_fits(kwargs[f.name], str(f.type)):
                 raise ConfigError(f"{source}: {f.name} must be {f.type}, not {kwargs[f.name]!r}")
@@ -163,6 +174,11 @@ class EngineConfig:
             raise ConfigError(f"{source}: checkpoint_every must be >= 0 (0: at epoch ends only)")
         if config.log_every < 1:
             raise ConfigError(f"{source}: log_every must be >= 1")
+        check_tracker(config.tracker, source=f"{source}: tracker")
+        if config.tracker_dir is not None and not isinstance(config.tracker_dir, str):
+            raise ConfigError(f"{source}: tracker_dir must be a folder or null, not {config.tracker_dir!r}")
+        if not isinstance(config.tracker_project, str) or not config.tracker_project:
+            raise ConfigError(f"{source}: tracker_project must be a name, not {config.tracker_project!r}")
         return config
 
 
@@ -490,6 +506,13 @@ def fit(
 
     train_model = wrap_ddp(model, device)
     with StopRequest() as stop, contextlib.ExitStack() as closing:
+        # The caller's tracker run when it has one open for run_dir (an evaluation's), else one for the fit.
+        closing.enter_context(
+            tracking(
+                config.tracker, run_dir, params={"train": dataclasses.asdict(config)}, job_type="fit",
+                project=config.tracker_project, directory=config.tracker_dir, resume=resume,
+            )
+        )  # fmt: skip
         for hook in all_hooks:
             closing.callback(hook.close)
         for epoch in range(int(state["epoch"]), config.epochs):
