@@ -75,3 +75,36 @@ def make_fixture():
 @pytest.fixture(name="numbered")
 def numbered_fixture():
     return numbered
+
+
+#: ``seeded_records``' means at scale 1 (random_tiny has no LIP result); seeds add -0.5, 0, +0.5.
+SEEDED_MEANS = {
+    "saip_tiny": {"market1501": 81.0, "msmt17": 52.0, "pa100k": 80.0, "peta_zs": 70.0, "lip": 48.0},
+    "mae_tiny": {"market1501": 76.0, "msmt17": 45.0, "pa100k": 79.0, "peta_zs": 68.0, "lip": 46.0},
+    "random_tiny": {"market1501": 12.0, "msmt17": 3.0, "pa100k": 62.0, "peta_zs": 55.0},
+}
+#: Scales ``seeded_records`` probes on Market-1501 and PA-100K (the mean drops by 10 per 0.5 off 1).
+SEEDED_SCALES = (0.5, 1.0, 1.5)
+
+
+@pytest.fixture
+def seeded_records() -> list[EvalRecord]:
+    """3 backbones x 5 datasets x 3 seeds (one cell missing), Market-1501 and PA-100K also at 0.5 and 1.5.
+
+    Every cell's seeds are mean - 0.5, mean, mean + 0.5: mean exact, sample std 0.5, n 3.
+    """
+    records = []
+    for backbone, means in SEEDED_MEANS.items():
+        for dataset, mean in means.items():
+            scales = SEEDED_SCALES if dataset in ("market1501", "pa100k") else (1.0,)
+            for scale in scales:
+                for seed in range(3):
+                    value = mean - 20 * abs(scale - 1.0) + 0.5 * (seed - 1)
+                    records.append(make(backbone, dataset, value, seed=seed, scale=scale))
+    return numbered(records)
+
+
+@pytest.fixture(name="seeded_means")
+def seeded_means_fixture():
+    """:data:`SEEDED_MEANS`."""
+    return SEEDED_MEANS

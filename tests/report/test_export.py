@@ -1,4 +1,7 @@
-"""Every export format parses back to the numbers it shows, with the best cells marked."""
+"""Every export format parses back to the numbers it shows, with the best cells marked.
+
+Single-seed tables (these fixtures) show bare means; tests/report/test_seeds.py covers ``mean ± std (n)``.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ def _best(table):
 
 
 def _number(cell: str) -> tuple[float | None, bool]:
-    """(value, bold) of a rendered cell in any format."""
+    """(mean, bold) of a rendered cell in any format (``41.26``, ``**41.26 ± 0.50 (3)**``, ``40.00 (1)``)."""
     cell = cell.strip()
     bold = False
     for pattern in (r"^\*\*(.*)\*\*$", r"^\\textbf\{(.*)\}$"):
@@ -46,7 +49,7 @@ def _number(cell: str) -> tuple[float | None, bool]:
             cell, bold = m.group(1), True
     if cell in ("", "–", "--"):
         return None, bold
-    return float(cell), bold
+    return float(re.split(r" (?:±|\$\\pm\$|\()", cell)[0]), bold
 
 
 def _parse_rows(header: list[str], rows: list[list[str]], table, n_labels: int):
@@ -63,7 +66,8 @@ def _parse_rows(header: list[str], rows: list[list[str]], table, n_labels: int):
 
 
 def parse_markdown(text: str, table):
-    lines = [line for line in text.splitlines() if line.startswith("|")]
+    first = text.split("\n\n")[0]  # the table; the provenance table under it is not the data
+    lines = [line for line in first.splitlines() if line.startswith("|")]
     split = [[c for c in line.strip().strip("|").split(" | ")] for line in lines]
     assert set(lines[1].replace("|", "").split()) <= {"---", "---:"}
     return _parse_rows(split[0], split[2:], table, len(table.label_headers))
@@ -77,8 +81,14 @@ def parse_latex(text: str, table):
 
 
 def parse_csv(text: str, table):
-    rows = list(csv.reader(io.StringIO(text)))
-    return _parse_rows(rows[0], rows[1:], table, len(table.label_headers))
+    """{(row label, column title): mean} of the long-format CSV's shown lines, and the best-marked ones."""
+    values, best = {}, set()
+    for line in csv.DictReader(io.StringIO(text)):
+        if line["shown"] == "1":
+            values[(line["Backbone"], line["column_title"])] = float(line["mean"])
+            if line["best"] == "1":
+                best.add((line["Backbone"], line["column_title"]))
+    return values, best
 
 
 @pytest.mark.parametrize("fmt", ["markdown", "latex"])
@@ -95,10 +105,12 @@ def test_rounded_formats_parse_back(sample_records, fmt):
 
 def test_csv_keeps_full_precision(sample_records):
     table = build_report_table(sample_records)
-    values, bold = parse_csv(to_csv(table), table)
-    assert values == _expected(table)
+    text = to_csv(table)
+    values, best = parse_csv(text, table)
+    assert values == {k: v for k, v in _expected(table).items() if v is not None}  # missing cells: no line
     assert values[("saip_tiny", "LIP")] == 33.3333
-    assert bold == set()  # CSV is plain data
+    assert best == _best(table)
+    assert "**" not in text and "±" not in text  # CSV is plain data
 
 
 def test_json_round_trip(sample_records):

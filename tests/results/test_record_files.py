@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -376,9 +377,10 @@ def test_saip_report_shows_a_workspace_that_holds_only_record_files(tmp_path: Pa
     args = [SAIP, "report", "--workspace", str(ws), "--format", "csv"]
     done = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines() == [
-        "Backbone,Pretraining,Market-1501 (mAP),PA-100K (mA)",
-        "saip_tiny,saip,41.25,70.5",
+    lines = [d for d in csv.DictReader(done.stdout.splitlines()) if d["shown"] == "1"]  # long-format CSV
+    assert [(d["Backbone"], d["column_title"], d["metric"], d["mean"]) for d in lines] == [
+        ("saip_tiny", "Market-1501", "mAP", "41.25"),
+        ("saip_tiny", "PA-100K", "mA", "70.5"),
     ]
     assert ResultsStore(workspace_db_path(ws), read_only=True).count() == 2  # the report ingested them
 
@@ -400,7 +402,11 @@ def test_saip_report_on_read_only_media_shows_unstored_files_and_writes_nothing(
         args = [SAIP, "report", "--workspace", str(ws), "--format", "csv"]
         run = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stdout + run.stderr
-        assert run.stdout.splitlines()[1:] == ["stored_tiny,saip,41.25", "file_tiny,saip,41.25"]
+        lines = [d for d in csv.DictReader(run.stdout.splitlines()) if d["shown"] == "1"]  # long-format CSV
+        assert [(d["Backbone"], d["mean"]) for d in lines] == [
+            ("stored_tiny", "41.25"),
+            ("file_tiny", "41.25"),
+        ]
         assert {p: p.read_bytes() for p in sorted(mount.rglob("*")) if p.is_file()} == before
     finally:
         subprocess.run(["umount", str(mount)], check=False)
