@@ -1,0 +1,1 @@
+"""Campaign files (saip bench): the paper's 12-dataset table to copy and edit."""
