@@ -158,15 +158,19 @@ def plan_campaign(campaign: Campaign) -> Plan:
             notes.append(f"{name}: missing, {err}")
             continue
         cells += [(spec, proto, budget) for proto in usable for budget in campaign.budgets]
+    recipes: dict[tuple[str, str, str, int], dict[str, Any]] = {}  # the same for every backbone and scale
     jobs: list[Job] = []
     for ident in identities:
         for spec, proto, budget in cells:
             for scale in campaign.scales:
                 for seed in campaign.seeds:
                     overrides = (*campaign.overrides, f"seed={seed}")
-                    recipe = load_recipe(
-                        spec.recipe_path(), proto, budget, task=spec.task, overrides=overrides
-                    )
+                    cell = (spec.name, proto, budget, int(seed))
+                    if cell not in recipes:
+                        recipes[cell] = load_recipe(
+                            spec.recipe_path(), proto, budget, task=spec.task, overrides=overrides
+                        )
+                    recipe = recipes[cell]
                     epochs, steps = _steps(spec, recipe, proto)
                     job_id = (
                         f"{spec.name}-{proto}-{budget}-x{scale:g}-s{seed}-"

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from saip_bench.bench.jobs import Job, Plan
 from saip_bench.bench.runner import JobContext, run_job, write_job_file
-from saip_bench.bench.state import QUEUED, RUNNING, jobs_folder, write_submitted
+from saip_bench.bench.state import jobs_folder, write_submitted
 from saip_bench.errors import Interrupted, SaipError
 from saip_bench.launch.slurm import Requeueable
 
@@ -222,7 +222,7 @@ class SlurmLauncher:
 
     def launch(self, plan: Plan, jobs: list[Job], *, wait: bool, say: Say) -> LaunchResult:
         """Submit ``jobs``; nothing is written unless sbatch accepted them."""
-        from saip_bench.launch.slurm import job_states, make_executor, submit_array
+        from saip_bench.launch.slurm import ACTIVE_STATES, job_states, make_executor, submit_array
 
         campaign = plan.campaign
         settings = campaign.launcher.slurm
@@ -246,7 +246,7 @@ class SlurmLauncher:
             time.sleep(2.0)
             states = job_states(list(pending.values()))
             for job_id, slurm_id in list(pending.items()):
-                if states.get(slurm_id, "") in (*QUEUED, *RUNNING):
+                if states.get(slurm_id, "") in ACTIVE_STATES:
                     continue
                 del pending[job_id]
         ingest(plan)

@@ -23,12 +23,10 @@ from typing import Any
 
 from saip_bench.bench.jobs import Job, Plan
 from saip_bench.io import atomic_write_json
+from saip_bench.launch.slurm import GONE, QUEUED_STATES, RUNNING_STATES
 from saip_bench.results import utc_now_iso
 
 STATUSES = ("done", "running", "failed", "pending")
-#: Slurm job states of a job still waiting in the queue, and of one running.
-QUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED", "RESIZING")
-RUNNING = ("RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING")
 
 
 def jobs_folder(campaign_folder: Path) -> Path:
@@ -110,15 +108,15 @@ def job_statuses(plan: Plan) -> list[JobStatus]:
             out.append(JobStatus(job, "done", f"{rec.primary_metric} {rec.primary_value:.2f}", log))
         elif slurm_id is not None:
             queued = queue.get(slurm_id, "")
-            if queued in QUEUED:
+            if queued in QUEUED_STATES:
                 out.append(JobStatus(job, "pending", f"Slurm job {slurm_id} {queued.lower()}", log))
-            elif queued in RUNNING:
+            elif queued in RUNNING_STATES:
                 host = state.get("host", "?")
                 out.append(JobStatus(job, "running", f"Slurm job {slurm_id} on {host}", log))
             elif status == "failed":
                 out.append(JobStatus(job, "failed", f"Slurm job {slurm_id}: {state.get('error', '')}", log))
             else:  # it left the queue without a record: killed, out of time, out of memory...
-                why = f" ({queued.lower()})" if queued and queued not in ("UNKNOWN", "FINISHED") else ""
+                why = f" ({queued.lower()})" if queued and queued != GONE else ""
                 out.append(JobStatus(job, "failed", f"Slurm job {slurm_id} ended{why} without a record", log))
         elif status == "failed":
             out.append(JobStatus(job, "failed", str(state.get("error", "failed")), log))
