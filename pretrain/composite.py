@@ -4,7 +4,9 @@ A random crop of a background image (any image source: by default the pretrainin
 resized to 224x224, and two 128x64 person views are pasted into it at random non-overlapping places, each
 blended as ``alpha * person + (1 - alpha) * background``. One binary mask per person marks where it went.
 Blending the ImageNet-normalised tensors equals blending the pixels and normalising afterwards (the weights
-sum to one), so persons arrive normalised and the composite leaves normalised.
+sum to one), so persons arrive normalised and the composite leaves normalised. The background is decoded to
+a ``uint8`` tensor, cropped and resized in one resample and augmented on the small float crop, as the views
+are (see image_ops.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import torch
 from PIL import Image
 
 from saip_bench.errors import DataFormatError
-from saip_bench.pretrain.views import PhotometricAugment, random_resized_crop_box, to_normalized_tensor
+from saip_bench.pretrain.image_ops import normalize, read_image, resized_crop, to_uint8_tensor
+from saip_bench.pretrain.views import IMAGENET_MEAN, IMAGENET_STD, PhotometricAugment, random_resized_crop_box
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -30,27 +33,27 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-BackgroundSource = Callable[[np.random.Generator], Image.Image]
+#: Draws a background image: a PIL image or a ``(3, H, W)`` ``uint8`` tensor.
+BackgroundSource = Callable[[np.random.Generator], Image.Image | torch.Tensor]
 
 
-def background_from_sequence(items: Sequence[Image.Image | str | os.PathLike]) -> BackgroundSource:
-    """A background source drawing uniformly from images or image paths (loaded when drawn).
+def background_from_sequence(
+    items: Sequence[Image.Image | torch.Tensor | str | os.PathLike],
+) -> BackgroundSource:
+    """A background source drawing uniformly from images or image paths (decoded when drawn).
 
     Pass the pretraining dataset's own image paths for the default behaviour (background = another
-    pretraining image).
+    pretraining image). The source returns ``(3, H, W)`` ``uint8`` tensors; an unreadable file raises
+    :class:`DataFormatError` naming it.
     """
     if len(items) == 0:
         raise ValueError("background_from_sequence needs at least one image")
 
-    def draw(rng: np.random.Generator) -> Image.Image:
+    def draw(rng: np.random.Generator) -> torch.Tensor:
         item = items[int(rng.integers(len(items)))]
-        if isinstance(item, Image.Image):
-            return item.convert("RGB")
-        try:
-            with Image.open(item) as im:
-                return im.convert("RGB")
-        except OSError as exc:
-            raise DataFormatError(item, f"cannot read background image ({exc})") from exc
+        if isinstance(item, Image.Image | torch.Tensor):
+            return to_uint8_tensor(item)
+        return read_image(item)
 
     return draw
 
@@ -117,6 +120,7 @@ class CompositeMaker:
         bg_scale: Area fraction range of the background crop.
         bg_ratio: Aspect range (w / h) of the background crop.
         flip_p, jitter_p, grayscale_p, blur_p, solarize_p: Photometric augmentation of the background.
+        interpolation: Resampling of the background crop, ``"bicubic"`` or ``"bilinear"`` (antialiased).
     """
 
     def __init__(
@@ -133,8 +137,10 @@ class CompositeMaker:
         grayscale_p: float = 0.2,
         blur_p: float = 0.1,
         solarize_p: float = 0.2,
+        interpolation: str = "bicubic",
     ) -> None:
         self.background = background
+        self.interpolation = interpolation
         self.size = (int(size[0]), int(size[1]))
         self.person_size = (int(person_size[0]), int(person_size[1]))
         ph, pw = self.person_size
@@ -148,17 +154,26 @@ class CompositeMaker:
             flip_p=flip_p, jitter_p=jitter_p, grayscale_p=grayscale_p, blur_p=blur_p, solarize_p=solarize_p
         )
 
-    def background_tensor(self, rng: np.random.Generator) -> torch.Tensor:
-        """A normalised ``(3, H, W)`` random crop of a drawn background image."""
-        img = self.background(rng).convert("RGB")
-        top, left, h, w = random_resized_crop_box(img.width, img.height, self.bg_scale, self.bg_ratio, rng)
-        img = img.resize(
-            (self.size[1], self.size[0]), Image.Resampling.BICUBIC, box=(left, top, left + w, top + h)
-        )
-        return to_normalized_tensor(self.bg_aug(img, rng))
+    def background_tensor(self, rng: np.random.Generator, *, out: torch.Tensor | None = None) -> torch.Tensor:
+        """A normalised ``(3, H, W)`` random crop of a drawn background image (into ``out`` when given)."""
+        img = to_uint8_tensor(self.background(rng))
+        box = random_resized_crop_box(img.shape[2], img.shape[1], self.bg_scale, self.bg_ratio, rng)
+        x = resized_crop(img, box, self.size, interpolation=self.interpolation)
+        return normalize(self.bg_aug(x, rng), IMAGENET_MEAN, IMAGENET_STD, out=out)
 
-    def __call__(self, persons: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self,
+        persons: torch.Tensor,
+        rng: np.random.Generator,
+        *,
+        out: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Paste ``persons`` (P, 3, h, w), normalised, into a background.
+
+        Args:
+            persons: The person views, normalised.
+            rng: The sample's generator.
+            out: ``(composite, masks)`` tensors to write into (a batch's slots); new ones when None.
 
         Returns:
             ``(composite, masks)``: ``(3, H, W)`` normalised and ``(P, H, W)`` float {0, 1}, mask p marking
@@ -166,11 +181,11 @@ class CompositeMaker:
         """
         if tuple(persons.shape[-2:]) != self.person_size:
             raise ValueError(f"person views are {tuple(persons.shape[-2:])}, expected {self.person_size}")
-        canvas = self.background_tensor(rng)
-        masks = torch.zeros(persons.shape[0], *self.size)
+        canvas = self.background_tensor(rng, out=None if out is None else out[0])
+        masks = torch.zeros(persons.shape[0], *self.size) if out is None else out[1].zero_()
         ph, pw = self.person_size
         for p, (top, left) in enumerate(paste_positions(self.size, self.person_size, persons.shape[0], rng)):
-            region = canvas[:, top : top + ph, left : left + pw]
-            canvas[:, top : top + ph, left : left + pw] = self.alpha * persons[p] + (1 - self.alpha) * region
+            region = canvas[:, top : top + ph, left : left + pw]  # a view: the blend writes into the canvas
+            region.mul_(1.0 - self.alpha).add_(persons[p], alpha=self.alpha)
             masks[p, top : top + ph, left : left + pw] = 1.0
         return canvas, masks

@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from saip_bench.engine.sampling import ignore_stop_signals
 from saip_bench.errors import ConfigError, DataFormatError
@@ -26,7 +25,8 @@ class PretrainDataset(Dataset):
 
     Args:
         paths: The image files.
-        views: ``views(img, rng) -> dict`` (a :class:`saip_bench.pretrain.views.SaipViews`).
+        views: ``views(img, rng) -> dict`` (a :class:`saip_bench.pretrain.views.SaipViews`); ``img`` is the
+            decoded ``(3, H, W)`` ``uint8`` tensor (:func:`saip_bench.pretrain.image_ops.read_image`).
         seed: Seeds every sample's generator together with (epoch, index).
     """
 
@@ -39,16 +39,32 @@ class PretrainDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The views of image ``index`` in ``epoch``; ``key = (epoch, index)``.
+
+        Raises:
+            DataFormatError: naming the file, when it is not a readable image.
+        """
+        from saip_bench.pretrain.image_ops import read_image
         from saip_bench.pretrain.views import sample_rng
 
         epoch, index = key
-        path = self.paths[index]
-        try:
-            with Image.open(path) as img:
-                img = img.convert("RGB")
-        except OSError as err:
-            raise DataFormatError(path, f"not a readable image ({err})") from None
-        return self.views(img, sample_rng(self.seed, epoch, index))
+        return self.views(read_image(self.paths[index]), sample_rng(self.seed, epoch, index))
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
+        """The samples of ``keys``, what a data loader asks for one batch.
+
+        With views that can (:meth:`saip_bench.pretrain.views.SaipViews.make_batch`), they are made straight
+        into the batch's tensors, which :func:`saip_bench.pretrain.views.collate_views` then hands on without
+        a copy; the samples are the same as ``[self[k] for k in keys]``.
+        """
+        from saip_bench.pretrain.image_ops import read_image
+        from saip_bench.pretrain.views import sample_rng
+
+        make_batch = getattr(self.views, "make_batch", None)
+        if make_batch is None:
+            return [self[k] for k in keys]
+        items = ((read_image(self.paths[i]), sample_rng(self.seed, e, i)) for e, i in keys)
+        return make_batch(len(keys), items)
 
     @classmethod
     def from_config(cls, root: Path, cfg, *, seed: int, spec=None) -> PretrainDataset:
@@ -109,6 +125,31 @@ def rank_indices(n: int, *, epoch: int, seed: int, rank: int, world_size: int) -
     return list(sampler)
 
 
+class EpochKeys(Sampler):
+    """The ``(epoch, index)`` keys of one rank from epoch ``epoch`` on, starting ``skip`` samples in, forever.
+
+    Epoch by epoch, :func:`rank_indices` cut to whole batches (``per_epoch`` batches of ``batch_size``), so
+    consecutive groups of ``batch_size`` keys are exactly the micro-batches and none straddles two epochs.
+    """
+
+    def __init__(
+        self, n: int, *, seed: int, rank: int, world_size: int, batch_size: int, epoch: int, skip: int = 0
+    ) -> None:
+        self.n, self.seed, self.rank, self.world_size = n, seed, rank, world_size
+        self.batch_size, self.epoch, self.skip = batch_size, epoch, skip
+        self.per_epoch = n // world_size // batch_size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, skip = self.epoch, self.skip
+        while True:
+            idx = rank_indices(
+                self.n, epoch=epoch, seed=self.seed, rank=self.rank, world_size=self.world_size
+            )
+            for i in idx[skip : self.per_epoch * self.batch_size]:
+                yield epoch, i
+            epoch, skip = epoch + 1, 0
+
+
 def micro_batches(
     dataset: PretrainDataset,
     *,
@@ -119,12 +160,17 @@ def micro_batches(
     start: int = 0,
     num_workers: int = 0,
     pin_memory: bool = False,
+    prefetch_factor: int = 2,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """This rank's micro-batches from global data position ``start`` (micro-batches done) onwards, forever.
 
     Epoch ``e`` is a fresh shuffle of the dataset split across ranks; incomplete batches are dropped. The
     position ``start`` maps to (epoch, batch within the epoch), so a resumed run continues with exactly the
     batch the interrupted one would have drawn next.
+
+    One loader serves every epoch (its sampler runs on through the epochs), so with ``num_workers > 0`` the
+    workers start once and persist across epoch boundaries, each keeping ``prefetch_factor`` batches ready;
+    which worker makes a sample changes nothing in it (its draws depend on ``(seed, epoch, index)`` only).
     """
     from saip_bench.pretrain.views import collate_views
 
@@ -137,23 +183,27 @@ def micro_batches(
             f"{n} images are too few for batch size {batch_size} on {world_size} process(es)",
         )
     epoch, offset = divmod(int(start), per_epoch)
-    while True:
-        idx = rank_indices(n, epoch=epoch, seed=seed, rank=rank, world_size=world_size)
-        idx = idx[offset * batch_size : per_epoch * batch_size]
-        keys = [(epoch, i) for i in idx]
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=keys,
-            num_workers=num_workers,
-            collate_fn=collate_views,
-            drop_last=True,
-            persistent_workers=False,
-            pin_memory=pin_memory,
-            # The loader draws its worker base seed from this generator, not from the global torch RNG:
-            # otherwise creating a loader at a resume point would shift the model's random stream.
-            generator=torch.Generator().manual_seed(seed * 65_537 + epoch),
-            worker_init_fn=ignore_stop_signals,  # Ctrl-C reaches the workers too: the main process stops
-        )
-        yield from loader
-        epoch, offset = epoch + 1, 0
+    keys = EpochKeys(
+        n,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        batch_size=batch_size,
+        epoch=epoch,
+        skip=offset * batch_size,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=keys,
+        num_workers=num_workers,
+        collate_fn=collate_views,
+        drop_last=True,
+        pin_memory=pin_memory,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
+        # The loader draws its worker base seed from this generator, not from the global torch RNG:
+        # otherwise creating a loader at a resume point would shift the model's random stream.
+        generator=torch.Generator().manual_seed(seed * 65_537 + epoch),
+        worker_init_fn=ignore_stop_signals,  # Ctrl-C reaches the workers too: the main process stops
+    )
+    yield from loader

@@ -53,8 +53,12 @@ def test_background_sources(tmp_path):
         background_from_folder(tmp_path)
     (tmp_path / "sub").mkdir()
     _img(0, (300, 300)).save(tmp_path / "sub" / "a.png")
+    _img(1, (200, 100)).save(tmp_path / "sub" / "b.bmp")  # not torchvision's: decoded by PIL
     draw = background_from_folder(tmp_path)
-    assert draw(np.random.default_rng(0)).size == (300, 300)
+    drawn = {tuple(draw(np.random.default_rng(seed)).shape) for seed in range(20)}
+    assert drawn == {(3, 300, 300), (3, 200, 100)}
+    drawn = background_from_sequence([_img(2, (40, 30))])(np.random.default_rng(0))
+    assert drawn.dtype == torch.uint8 and drawn.shape == (3, 40, 30)  # PIL items arrive as tensors too
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     draw = background_from_sequence([tmp_path / "bad.jpg"])
     with pytest.raises(DataFormatError, match="bad.jpg"):

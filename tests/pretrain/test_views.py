@@ -1,4 +1,4 @@
-"""Multi-crop views: shapes, the small copy of global view 1, seeding, collation, rescale."""
+"""Multi-crop views: shapes, the small copy of global view 1, seeding, augmentations, collation, rescale."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
+from saip_bench.pretrain import image_ops
 from saip_bench.pretrain.views import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     RESCALE_CHOICES,
     MultiCropViews,
+    PhotometricAugment,
     SaipViews,
     collate_views,
     draw_rescale_factors,
@@ -121,3 +123,93 @@ def test_rescale_factors_are_seeded_and_from_the_choices():
 def test_rescale_rounds_to_patch_multiples(factor, size):
     assert rescaled_size((128, 64), factor, 16) == size
     assert rescale(torch.randn(2, 3, 128, 64), factor).shape == (2, 3, *size)
+
+
+def _float_image(seed: int = 0, size=(24, 16)) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).uniform(0, 255, (3, *size)).astype(np.float32))
+
+
+OFF = {"flip_p": 0.0, "jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": 0.0, "solarize_p": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("flip_p", lambda x: x.flip(-1)),
+        ("grayscale_p", image_ops.to_grayscale),
+        ("solarize_p", image_ops.solarize),
+        ("blur_p", None),
+        ("jitter_p", None),
+    ],
+)
+def test_each_augmentation_applies_at_p1_and_not_at_p0(name, expected):
+    x = _float_image(1)
+    assert torch.equal(PhotometricAugment(**OFF)(x.clone(), np.random.default_rng(0)), x)
+    out = PhotometricAugment(**{**OFF, name: 1.0})(x.clone(), np.random.default_rng(0))
+    if expected is not None:
+        torch.testing.assert_close(out, expected(x))
+    else:
+        assert out.shape == x.shape and not torch.allclose(out, x, atol=1.0)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 255.0
+    zero_jitter = PhotometricAugment(**{**OFF, "jitter_p": 1.0}, jitter=(0.0, 0.0, 0.0, 0.0))
+    assert torch.equal(zero_jitter(x.clone(), np.random.default_rng(0)), x)
+
+
+def test_jitter_is_torchvision_colorjitter_in_the_drawn_order():
+    """Factors drawn in the order brightness, contrast, saturation, hue, then the order they apply in."""
+    aug = PhotometricAugment(**{**OFF, "jitter_p": 1.0})
+    ops_by_index = [
+        image_ops.adjust_brightness,
+        image_ops.adjust_contrast,
+        image_ops.adjust_saturation,
+        image_ops.adjust_hue,
+    ]
+    orders = set()
+    for seed in range(6):
+        x = _float_image(2) * 0.5 + 100  # mid-range: the clamps matter only for some orders
+        rng = np.random.default_rng(seed)
+        rng.random(), rng.random()  # the flip and jitter coins
+        factors = [
+            rng.uniform(0.6, 1.4),
+            rng.uniform(0.6, 1.4),
+            rng.uniform(0.8, 1.2),
+            rng.uniform(-0.1, 0.1),
+        ]
+        order = rng.permutation(4)
+        orders.add(tuple(order))
+        expected = x.clone()
+        for i in order:
+            expected = ops_by_index[i](expected, float(factors[i]))
+        torch.testing.assert_close(aug(x.clone(), np.random.default_rng(seed)), expected)
+    assert len(orders) > 1
+
+
+def test_views_value_range_and_pil_or_tensor_input():
+    mc = MultiCropViews(global_size=(64, 32), local_size=(32, 16), local_crops_number=3)
+    img = _person(4)
+    a = mc(img, sample_rng(0, 0, 3))
+    b = mc(image_ops.to_uint8_tensor(img), sample_rng(0, 0, 3))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    low = (0 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    high = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    for views in a.values():
+        per_channel = views.transpose(0, 1).reshape(3, -1)
+        assert (per_channel.amin(1) >= low - 1e-5).all() and (per_channel.amax(1) <= high + 1e-5).all()
+
+
+def test_make_batch_equals_collating_the_samples():
+    from saip_bench.pretrain.composite import CompositeMaker, background_from_sequence
+
+    views = SaipViews(
+        MultiCropViews(global_size=(32, 16), local_size=(16, 8), local_crops_number=3),
+        CompositeMaker(background_from_sequence([_person(9)]), size=(32, 32), person_size=(16, 8)),
+    )
+    imgs = [_person(i) for i in range(3)]
+    expected = collate_views([views(im, sample_rng(1, 2, i)) for i, im in enumerate(imgs)])
+    made = views.make_batch(3, ((im, sample_rng(1, 2, i)) for i, im in enumerate(imgs)))
+    assert len(made) == 3 and collate_views(made).keys() == expected.keys()
+    for key, value in collate_views(made).items():
+        assert value.shape == views.batch_shapes(3)[key] and torch.equal(value, expected[key]), key
+    assert torch.equal(collate_views(list(made))["locals"], expected["locals"])  # any collate sees samples
+    with pytest.raises(ValueError, match="batch_size"):
+        views.make_batch(2, ((im, sample_rng(0, 0, 0)) for im in imgs))

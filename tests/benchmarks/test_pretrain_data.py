@@ -1,0 +1,40 @@
+"""benchmarks/pretrain_data.py: it prints the rates, the load average and where the time goes."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def test_data_benchmark_prints_rates_load_and_stages(capsys):
+    spec = importlib.util.spec_from_file_location("pretrain_data_benchmark", BENCHMARKS / "pretrain_data.py")
+    bench = importlib.util.module_from_spec(spec)
+    threads = torch.get_num_threads()
+    try:
+        spec.loader.exec_module(bench)  # in this process: a fresh one would spend its time importing torch
+        args = ["--recipe", "smoke_cpu", "--images", "16", "--seconds", "0.5", "--warmup-seconds", "0.1"]
+        assert bench.main([*args, "--worker-seconds", "0.5", "--profile-seconds", "0.3", "--per-sample"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        sys.modules.pop(spec.name, None)
+    out = capsys.readouterr().out
+    rates = re.findall(r"  (.+?): [\d.]+ images/s wall, ([\d.]+) images/s per core of CPU time", out)
+    assert [name.split(" (")[0] for name, _ in rates] == ["loader", "per sample", "in a DataLoader worker"]
+    assert all(float(rate) > 0 for _, rate in rates)
+    assert "load average (1, 5, 15 min) before:" in out
+    assert "globals (2, 3, 64, 32) float32" in out and "masks (2, 64, 64) float32" in out
+    for stage in (
+        "decode",
+        "crop + resize",
+        "augment: Gaussian blur",
+        "augment: hue",
+        "to float",
+        "composite",
+    ):
+        assert re.search(rf"[\d.]+ ms +[\d.]+%  {re.escape(stage)}", out), stage
