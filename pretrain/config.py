@@ -76,8 +76,8 @@ def _kind_ok(default: Any, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if isinstance(default, float):
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, str):
-        return isinstance(value, str)
+    if isinstance(default, str):  # a switch defaulting to auto (train.compile) also takes true / false
+        return isinstance(value, str) or (default == "auto" and isinstance(value, bool))
     if isinstance(default, list):
         return isinstance(value, list)
     return True

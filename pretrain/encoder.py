@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 
 __all__ = [
     "TokenOutput",
+    "block_rows",
     "create_vit",
     "forward_tokens",
     "grid_of",
@@ -37,7 +39,8 @@ class TokenOutput:
 
     Attributes:
         inter: ``(B, P+N, D)`` tokens after block ``inter_index`` (through ``inter_norm`` if given), or None.
-        final: ``(B, P+N, D)`` tokens after the last block and ``vit.norm``; None when ``upto`` stopped early.
+        final: ``(B, P+N, D)`` tokens after the last block and ``vit.norm`` (``(B, final_rows, D)`` when
+            asked for fewer); None when ``upto`` stopped early.
         qkv: ``(q, k, v)`` of the last block, each ``(B, heads, P+N, head_dim)``, or None.
         grid: The patch grid ``(gh, gw)`` of the input (before any masking).
     """
@@ -165,6 +168,87 @@ def _embed(vit: VisionTransformer, x: torch.Tensor) -> tuple[torch.Tensor, tuple
     return pe.norm(tokens), grid
 
 
+def _rows_eligible(block: nn.Module) -> bool:
+    """A timm ``Block`` whose attention :func:`block_rows` can run by hand (no gate, no scale norm)."""
+    from timm.layers import Attention
+
+    attn = getattr(block, "attn", None)
+    return (
+        all(hasattr(block, k) for k in ("norm1", "ls1", "drop_path1", "norm2", "mlp", "ls2", "drop_path2"))
+        and type(attn) is Attention
+        and getattr(attn, "gate", None) is None
+        and isinstance(attn.norm, nn.Identity)
+    )
+
+
+def block_rows(
+    block: nn.Module,
+    x: torch.Tensor,
+    rows: int | None = None,
+    *,
+    attn_mask: torch.Tensor | None = None,
+    return_qkv: bool = False,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]:
+    """A timm ViT ``Block`` on ``x`` whose output is computed for its first ``rows`` tokens only.
+
+    Keys and values still come from every token, so the rows equal the full block's first rows; what is
+    skipped is the queries, attention, projection and MLP of the rows nobody reads (a CLS-only consumer
+    saves about three quarters of the block).
+
+    Args:
+        block: A timm ``Block`` (pre-norm attention + MLP).
+        x: ``(B, N, D)`` tokens.
+        rows: Compute the output of ``x[:, :rows]``; None for every row.
+        attn_mask: As the block's ``attn_mask`` (a key mask broadcast over the queries).
+        return_qkv: Also return the block's ``(q, k, v)`` of every token, each ``(B, heads, N, head_dim)``
+            after the q/k norms (what the attention relation term reads).
+
+    Returns:
+        ``(out, qkv)``: ``(B, rows or N, D)`` and the q/k/v or None.
+    """
+    from saip_bench.pretrain.engine.attention import sdpa
+
+    if not _rows_eligible(block):  # another block type: the whole block, q/k/v from a hook on its qkv
+        captured: dict[str, torch.Tensor] = {}
+        handle = block.attn.qkv.register_forward_hook(lambda _m, _i, out: captured.__setitem__("qkv", out))
+        try:
+            out = block.forward(x) if attn_mask is None else block.forward(x, attn_mask=attn_mask)
+        finally:
+            handle.remove()
+        qkv = None
+        if return_qkv:
+            attn, (b, n, _) = block.attn, x.shape
+            q, k, v = captured["qkv"].reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+            qkv = (attn.q_norm(q), attn.k_norm(k), v)
+        return (out if rows is None else out[:, :rows]), qkv
+
+    attn = block.attn
+    b, n, _ = x.shape
+    r = n if rows is None else int(rows)
+    heads, hd, dim = attn.num_heads, attn.head_dim, attn.attn_dim
+    h = block.norm1(x)
+    qkv = None
+    if return_qkv or r == n:
+        q, k, v = attn.qkv(h).reshape(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k = attn.q_norm(q), attn.k_norm(k)
+        if return_qkv:
+            qkv = (q, k, v)
+        q = q[:, :, :r]
+    else:  # queries of the kept rows only; keys and values of all
+        w, bias = attn.qkv.weight, attn.qkv.bias
+        q = F.linear(h[:, :r], w[:dim], None if bias is None else bias[:dim])
+        q = attn.q_norm(q.reshape(b, r, heads, hd).transpose(1, 2))
+        kv = F.linear(h, w[dim:], None if bias is None else bias[dim:])
+        k, v = kv.reshape(b, n, 2, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
+        k = attn.k_norm(k)
+    drop = attn.attn_drop.p if attn.training else 0.0
+    out = sdpa(q, k, v, attn_mask=attn_mask, dropout_p=drop)
+    out = attn.proj_drop(attn.proj(out.transpose(1, 2).reshape(b, r, dim)))
+    y = x[:, :r] + block.drop_path1(block.ls1(out))
+    y = y + block.drop_path2(block.ls2(block.mlp(block.norm2(y))))
+    return y, qkv
+
+
 def forward_tokens(
     vit: VisionTransformer,
     x: torch.Tensor,
@@ -175,6 +259,7 @@ def forward_tokens(
     return_qkv_last: bool = False,
     inter_index: int | None = 6,
     inter_norm: nn.Module | None = None,
+    final_rows: int | None = None,
 ) -> TokenOutput:
     """Run ``vit`` on a batch of one size and return the token sets the pretraining objectives use.
 
@@ -188,6 +273,8 @@ def forward_tokens(
         return_qkv_last: Also return q, k, v of the last block (requires running every block).
         inter_index: Block whose output is the intermediate token set; None for no intermediate output.
         inter_norm: Norm applied to the intermediate tokens (owned by the pretraining model).
+        final_rows: Return the final tokens of the first ``final_rows`` positions only (1: the CLS token);
+            the last block then computes its attention and MLP for those rows alone.
 
     Returns:
         A :class:`TokenOutput`.
@@ -229,27 +316,25 @@ def forward_tokens(
         attn_mask = valid[:, None, None, :]  # (B, 1, 1, N): key padding for every head and query
 
     inter = None
-    captured: dict[str, torch.Tensor] = {}
-    handle = None
-    if return_qkv_last:
-        handle = vit.blocks[last].attn.qkv.register_forward_hook(
-            lambda _m, _i, out: captured.__setitem__("qkv", out)
-        )
-    try:
-        for i in range(last + 1):
-            block = vit.blocks[i]
-            tokens = block(tokens) if attn_mask is None else block(tokens, attn_mask=attn_mask)
-            if i == inter_index:
-                inter = inter_norm(tokens) if inter_norm is not None else tokens
-    finally:
-        if handle is not None:
-            handle.remove()
-
-    final = vit.norm(tokens) if last == depth - 1 else None
+    # The last block runs apart when it has less to do than a whole block: its q/k/v are read (returned
+    # from the block itself, no hook, so the block may be compiled) or only the first ``final_rows`` tokens
+    # of its output are (the objectives read the final CLS token alone).
+    special = last == depth - 1 and (return_qkv_last or (final_rows is not None and inter_index != last))
     qkv = None
-    if return_qkv_last:
-        attn = vit.blocks[last].attn
-        b, n, _ = tokens.shape
-        q, k, v = captured["qkv"].reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-        qkv = (attn.q_norm(q), attn.k_norm(k), v)
+    for i in range(last + 1 - int(special)):
+        block = vit.blocks[i]
+        tokens = block(tokens) if attn_mask is None else block(tokens, attn_mask=attn_mask)
+        if i == inter_index:
+            inter = inter_norm(tokens) if inter_norm is not None else tokens
+    if special:
+        rows = final_rows if inter_index != last else None
+        tokens, qkv = block_rows(
+            vit.blocks[last], tokens, rows, attn_mask=attn_mask, return_qkv=return_qkv_last
+        )
+        if inter_index == last:
+            inter = inter_norm(tokens) if inter_norm is not None else tokens
+
+    final = None
+    if last == depth - 1:
+        final = vit.norm(tokens if final_rows is None else tokens[:, :final_rows])
     return TokenOutput(inter=inter, final=final, qkv=qkv, grid=grid)

@@ -58,6 +58,7 @@ class ArchSettings:
     norm_pix: bool = True
     rescale_views: int = 2
     rescale_factors: tuple[float, ...] = (0.75, 0.875, 1.125, 1.25)
+    rescale_keep_aspect: bool = False  # the public code's rescaled sizes (views.rescaled_size)
     seed: int = 0
     lean_mlp: bool = True  # recompute GELU in backward instead of storing its output (fp32 memory)
 
@@ -153,6 +154,9 @@ class MetaArch(nn.Module):
             from saip_bench.pretrain.engine.lean_mlp import make_mlps_lean
 
             make_mlps_lean(self.student)  # after the teacher copies: the teacher runs without gradients
+        from saip_bench.pretrain.engine.attention import make_attention_autocast_aware
+
+        make_attention_autocast_aware(self)  # CPU bf16: attention in fp32 (the bf16 kernel is slower)
 
     # ------------------------------------------------------------------ helpers
     @classmethod
@@ -187,6 +191,7 @@ class MetaArch(nn.Module):
             norm_pix=bool(k.norm_pix),
             rescale_views=int(v.rescale_views),
             rescale_factors=tuple(float(f) for f in v.rescale_factors),
+            rescale_keep_aspect=bool(v.rescale_keep_aspect),
             seed=int(cfg.seed),
             lean_mlp=bool(m.lean_mlp),
         )
@@ -266,6 +271,7 @@ class MetaArch(nn.Module):
             return_qkv_last=has("csm_attn"),
             inter_index=mid,
             inter_norm=inter_norm,
+            final_rows=1,  # only the final CLS token is read
         )
         cls_rows: list[torch.Tensor] = [s_glob.final[:, 0]] if self.distill else []
 
@@ -277,7 +283,8 @@ class MetaArch(nn.Module):
             n_resc = min(s.rescale_views, n_loc) if self.spec.rescale_locals else 0
             n_plain = n_loc - n_resc
             if self.distill and n_plain > 0:
-                cls_rows.append(E.forward_tokens(vit, loc[: n_plain * b], inter_index=None).final[:, 0])
+                plain = E.forward_tokens(vit, loc[: n_plain * b], inter_index=None, final_rows=1)
+                cls_rows.append(plain.final[:, 0])
             if n_resc:
                 factors = draw_rescale_factors(gen, n_resc, s.rescale_factors)
                 resc_rows, region_query = self._rescaled_locals(
@@ -300,7 +307,9 @@ class MetaArch(nn.Module):
             with torch.no_grad():
                 t_vit = self.teacher["vit"]
                 if self.teacher_full:
-                    t_glob = E.forward_tokens(t_vit, g, return_qkv_last=has("csm_attn"), inter_index=None)
+                    t_glob = E.forward_tokens(
+                        t_vit, g, return_qkv_last=has("csm_attn"), inter_index=None, final_rows=1
+                    )
                 if has("css"):
                     comp = batch["composite"]
                     t_comp = E.forward_tokens(
@@ -364,7 +373,8 @@ class MetaArch(nn.Module):
             groups.setdefault(f, []).append(n_plain + i)
         region_view = n_plain + len(factors) - 2  # local L-2 (pasted as the REGION person) is the query
         for f, views in groups.items():
-            x = rescale(torch.cat([view_chunk(loc, v, b) for v in views]), f, self.patch)
+            x = torch.cat([view_chunk(loc, v, b) for v in views])
+            x = rescale(x, f, self.patch, keep_aspect=self.s.rescale_keep_aspect)
             want_region = region and region_view in views
             tok = E.forward_tokens(
                 vit,
@@ -372,6 +382,7 @@ class MetaArch(nn.Module):
                 upto=None if need_cls else mid,
                 inter_index=mid if want_region else None,
                 inter_norm=inter_norm if want_region else None,
+                final_rows=1,
             )
             for j, v in enumerate(views):
                 if need_cls:

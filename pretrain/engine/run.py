@@ -19,13 +19,15 @@ from omegaconf import DictConfig
 from saip_bench.engine import distributed as D
 from saip_bench.engine.checkpoint import load_checkpoint
 from saip_bench.engine.logging import TrainLogger
+from saip_bench.engine.params import exempt_rule
 from saip_bench.engine.precision import resolve_precision
 from saip_bench.engine.trackers import check_tracker, tracking
 from saip_bench.errors import CheckpointError, ConfigError, SaipError
 from saip_bench.io import undo_on_error
 from saip_bench.pretrain import config as C
+from saip_bench.pretrain.engine.compile import compile_model, resolve_compile
 from saip_bench.pretrain.engine.optim import scaled_lr
-from saip_bench.pretrain.engine.trainer import StepInfo, Trainer, TrainSettings, checkpoint_path
+from saip_bench.pretrain.engine.trainer import EMA_EVERY, StepInfo, Trainer, TrainSettings, checkpoint_path
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,8 @@ def run_pretraining(
 
         seed_everything(int(cfg.seed))  # same initial weights on every rank
         model = MetaArch.from_config(cfg, spec).to(info.device)
+        if resolve_compile(tc.compile, info.device):  # in place: names and state_dict keys unchanged
+            compile_model(model)
         seed_everything(int(cfg.seed) + 7919 * info.rank)  # each rank its own masks and draws
         if resume:  # nothing of the run may change before its checkpoint is known good
             _check_checkpoint(checkpoint_path(out), model)
@@ -163,10 +167,12 @@ def run_pretraining(
                 weight_decay=float(tc.weight_decay),
                 betas=tuple(tc.betas),
                 accum_steps=int(tc.accum_steps),
-                clip_grad=float(tc.clip_grad) or None,
+                clip_grad=float(tc.clip_grad) if tc.clip_grad else None,  # null or 0: no clipping
                 precision=precision,
                 ema_start=float(tc.ema_start),
                 ema_end=float(tc.ema_end),
+                ema_every=str(tc.ema_every),
+                wd_exempt=str(tc.wd_exempt),
                 checkpoint_every=int(tc.checkpoint_every),
                 log_every=int(tc.log_every),
                 images_per_micro_batch=int(tc.batch_size) * info.world_size,
@@ -266,6 +272,9 @@ def _check_numbers(cfg: DictConfig) -> None:
     for key in ("batch_size", "accum_steps"):
         if int(tc[key]) < 1:
             raise ConfigError(f"train.{key}={tc[key]}: must be at least 1")
+    if tc.ema_every not in EMA_EVERY:
+        raise ConfigError(f"train.ema_every={tc.ema_every!r}: expected one of {', '.join(EMA_EVERY)}")
+    exempt_rule(str(tc.wd_exempt))
     betas = list(tc.betas)
     if len(betas) != 2 or not all(isinstance(b, int | float) and 0.0 <= b < 1.0 for b in betas):
         raise ConfigError(f"train.betas={betas}: expected two numbers in [0, 1)")

@@ -6,6 +6,14 @@ Parameter groups, the lr schedule, mixed precision, the non-finite check, rank h
 step log come from :mod:`saip_bench.engine`, which the fine-tuning loop uses too. Every schedule is read at
 the GLOBAL optimiser step, and a checkpoint written at a step boundary holds all the state the next step
 reads, so an interrupted run resumed from it produces the same weights bit for bit (CPU, deterministic mode).
+
+The EMA teacher moves once per optimiser step (``ema_every="optimizer_step"``) or, as the public SAIPv1 code
+does, after every micro-batch's backward (``"micro_batch"``): micro-batch ``k`` of step ``s`` then uses the
+momentum cosine at the global micro-batch ``s * accum_steps + k`` of ``total_steps * accum_steps``, the
+per-iteration schedule the public code builds (its loop indexes it with the iteration *within* the epoch, so
+its momentum restarts every epoch and never leaves ~0.996; this one runs over the whole training). The last
+micro-batch's update comes after the optimiser step, the others see the student of the step before, and the
+next micro-batch's teacher forward sees the moved teacher: the public order.
 """
 
 from __future__ import annotations
@@ -31,10 +39,13 @@ from saip_bench.engine.params import build_optimizer, weight_decay_groups
 from saip_bench.engine.precision import autocast_context, grad_scaler
 from saip_bench.engine.schedule import cosine_ramp, lr_at
 from saip_bench.engine.signals import StopRequest
-from saip_bench.errors import CheckpointError, Interrupted, NonFiniteLossError
+from saip_bench.errors import CheckpointError, ConfigError, Interrupted, NonFiniteLossError
 from saip_bench.io import atomic_write_json
 
 log = logging.getLogger(__name__)
+
+#: When the EMA teacher moves: once per optimiser step, or after every micro-batch (the public code).
+EMA_EVERY = ("optimizer_step", "micro_batch")
 
 #: Where a run keeps its latest full checkpoint, inside the run directory.
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -60,6 +71,8 @@ class TrainSettings:
     precision: str = "fp32"  # fp32 | bf16 | fp16
     ema_start: float = 0.996
     ema_end: float = 1.0
+    ema_every: str = "optimizer_step"  # optimizer_step | micro_batch (the public code's)
+    wd_exempt: str = "tokens"  # tokens | public: the weight-decay exemption rule (engine.params)
     checkpoint_every: int = 0  # 0: only at the end
     log_every: int = 10
     images_per_micro_batch: int = 1  # global (all ranks) images per micro-step, for throughput
@@ -114,8 +127,11 @@ class Trainer:
         # The objectives all-reduce their buffers (the CSM centre) themselves: a broadcast would hide a rank
         # that drifted.
         self.engine = D.wrap_ddp(model, info.device, broadcast_buffers=False)
+        if settings.ema_every not in EMA_EVERY:
+            valid = ", ".join(EMA_EVERY)
+            raise ConfigError(f"train.ema_every={settings.ema_every!r}: expected one of {valid}")
         self.optimizer = build_optimizer(
-            weight_decay_groups([model.student], settings.weight_decay),
+            weight_decay_groups([model.student], settings.weight_decay, exempt=settings.wd_exempt),
             lr=settings.base_lr,
             betas=settings.betas,
             fused=True,
@@ -217,7 +233,8 @@ class Trainer:
                 ``train.log`` then holds the run's set-up and export lines too); default: one for the loop.
 
         Raises:
-            NonFiniteLossError: the loss became NaN or infinite (before the bad step changed any state).
+            NonFiniteLossError: the loss became NaN or infinite (before the bad step's optimiser update;
+                nothing of that step is saved).
             Interrupted: SIGTERM or SIGINT arrived; the checkpoint holds the state after the last whole step.
         """
         s = self.settings
@@ -278,6 +295,7 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, torch.Tensor] = {}
+        per_micro = s.ema_every == "micro_batch"
         for micro in range(s.accum_steps):
             batch = move_to(next(stream), self.info.device)
             last = micro == s.accum_steps - 1
@@ -290,12 +308,14 @@ class Trainer:
             for key, value in out.items():
                 sums[key] = sums.get(key, 0.0) + value.detach().float() / s.accum_steps
             micro_step += 1
+            if per_micro and not last:  # the last one moves the teacher after the optimiser step
+                self.model.update_teacher(self.momentum_at(micro))
         if s.clip_grad:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.student.parameters(), s.clip_grad)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        momentum = cosine_ramp(self.step, s.total_steps, s.ema_start, s.ema_end)
+        momentum = self.momentum_at(s.accum_steps - 1)
         self.model.update_teacher(momentum)
         self.step += 1
         losses = self._reduce_losses(sums)
@@ -311,6 +331,18 @@ class Trainer:
         if (s.checkpoint_every and self.step % s.checkpoint_every == 0) or self.step == s.total_steps:
             self._save(micro_step)
         return micro_step
+
+    def momentum_at(self, micro: int) -> float:
+        """The EMA momentum of the teacher update after micro-batch ``micro`` of the step about to run.
+
+        ``optimizer_step``: the cosine at the optimiser step (one update per step, ``micro`` unused);
+        ``micro_batch``: the cosine at the global micro-batch over ``total_steps * accum_steps`` of them.
+        """
+        s = self.settings
+        if s.ema_every == "micro_batch":
+            index = self.step * s.accum_steps + micro
+            return cosine_ramp(index, s.total_steps * s.accum_steps, s.ema_start, s.ema_end)
+        return cosine_ramp(self.step, s.total_steps, s.ema_start, s.ema_end)
 
     def _check_finite(self, out: dict[str, torch.Tensor]) -> None:
         where = checkpoint_path(self.run_dir)

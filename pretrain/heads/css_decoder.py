@@ -12,9 +12,10 @@ from functools import partial
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.layers import Mlp
 from timm.models.vision_transformer import Block
+
+from saip_bench.pretrain.engine.attention import sdpa
 
 __all__ = ["CSSDecoder", "CrossAttentionBlock"]
 
@@ -43,7 +44,7 @@ class CrossAttentionBlock(nn.Module):
         h = self.num_heads
         q = self.q(self.norm_q(x)).reshape(b, nq, h, d // h).transpose(1, 2)
         k, v = self.kv(self.norm_kv(memory)).reshape(b, -1, 2, h, d // h).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, nq, d)
+        out = sdpa(q, k, v).transpose(1, 2).reshape(b, nq, d)
         x = x + self.proj(out)
         return x + self.mlp(self.norm2(x))
 
@@ -103,10 +104,13 @@ class CSSDecoder(nn.Module):
 
     def query_token(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, 1+N, embed_dim)`` query tokens (CLS first) -> ``(B, hidden_dim)`` query CLS."""
+        from saip_bench.pretrain.encoder import block_rows
+
         x = self.q_embed(tokens)
-        for block in self.self_blocks:
+        for block in self.self_blocks[:-1]:
             x = block(x)
-        return x[:, 0]
+        # Only the CLS output is read: the last block computes its attention and MLP for that row alone.
+        return block_rows(self.self_blocks[-1], x, 1)[0][:, 0] if len(self.self_blocks) else x[:, 0]
 
     def forward(self, queries: torch.Tensor | Sequence[torch.Tensor], memory: torch.Tensor) -> torch.Tensor:
         """Mask logits of each query person over the memory map.

@@ -62,4 +62,8 @@ class ProjectionHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, in_dim)`` -> ``(N, out_dim)`` prototype logits."""
         x = F.normalize(self.mlp(x), dim=-1, p=2)
-        return self.last_layer(x)
+        # The weight-normalised prototypes W = g * v / ||v|| (per row) scale the logits instead of being
+        # materialised: for 65,536 prototypes that spares a 64 MB weight and its gradient every step.
+        wn = self.last_layer.parametrizations.weight
+        g, v = wn.original0, wn.original1
+        return F.linear(x, v) * (g / torch.linalg.vector_norm(v, dim=1, keepdim=True)).t()

@@ -20,10 +20,13 @@ def relation_kl(s_a: torch.Tensor, s_b: torch.Tensor, t_a: torch.Tensor, t_b: to
     identical inputs give exactly zero.
     """
     scale = 1.0 / math.sqrt(s_a.shape[-1])
-    log_s = F.log_softmax((s_a.float() @ s_b.float().transpose(-2, -1)) * scale, dim=-1)
-    with torch.no_grad():
-        log_t = F.log_softmax((t_a.float() @ t_b.float().transpose(-2, -1)) * scale, dim=-1)
-    return F.kl_div(log_s, log_t, reduction="none", log_target=True).sum(dim=-1).mean()
+    # In fp32 even under autocast, which would run the products in bf16: the KL of two nearly equal maps is
+    # far below bf16's resolution (it came out negative).
+    with torch.autocast(s_a.device.type, enabled=False):
+        log_s = F.log_softmax((s_a.float() @ s_b.float().transpose(-2, -1)) * scale, dim=-1)
+        with torch.no_grad():
+            log_t = F.log_softmax((t_a.float() @ t_b.float().transpose(-2, -1)) * scale, dim=-1)
+        return F.kl_div(log_s, log_t, reduction="none", log_target=True).sum(dim=-1).mean()
 
 
 def attention_relation_loss(student_qkv: QKV, teacher_qkv: QKV) -> torch.Tensor:

@@ -9,7 +9,7 @@ TinyViT (stem, ``stages.i.blocks.j``, head norm) alike, where a regex on ``block
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -38,6 +38,7 @@ _NUMBER_RULES: dict[str, tuple[float, bool]] = {
     "epochs": (1, True),
     "steps": (0, True),
     "max_steps_per_epoch": (1, True),
+    "clip_grad": (0.0, False),  # null or 0: no clipping
 }
 
 
@@ -79,25 +80,65 @@ def check_hyperparameters(values: Mapping[str, Any], *, source: str, prefix: str
 
 
 def no_weight_decay(name: str, param: torch.Tensor) -> bool:
-    """The one no-weight-decay rule: biases, norm weights, tokens and position embeddings (as MAE/DINO).
+    """The one no-weight-decay rule: biases, norm weights, tokens and position embeddings.
 
-    Every tensor of rank < 2, plus names ending in ``token`` (cls, reg, dist, mask tokens) or ``pos_embed``.
+    Every tensor of rank < 2, plus names ending in ``token`` (cls, reg, dist, mask tokens) or ``pos_embed``
+    (timm's ``no_weight_decay()`` sets and the BEiT/MAE fine-tuning recipes). Other learned embeddings of
+    rank 3, such as the CSR decoder's ``cls_type`` / ``cond_type``, are decayed.
     """
     return param.ndim < 2 or name.endswith(("token", "pos_embed"))
 
 
-def weight_decay_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict[str, Any]]:
+def public_no_weight_decay(name: str, param: torch.Tensor) -> bool:
+    """The public SAIPv1 (and MAE / DINO pretraining) rule: 1-D parameters and biases only.
+
+    timm 0.3.2's ``optim_factory.add_weight_decay`` with no skip list: ``len(param.shape) == 1 or
+    name.endswith(".bias")``. Tokens and position embeddings (rank 3) ARE decayed, and so would be a 0-D
+    parameter (today's timm exempts those too).
+    """
+    return param.ndim == 1 or name.endswith(".bias")
+
+
+#: The weight-decay exemption rules by name (``train.wd_exempt`` of pretraining).
+WD_EXEMPT_RULES: dict[str, Callable[[str, torch.Tensor], bool]] = {
+    "tokens": no_weight_decay,
+    "public": public_no_weight_decay,
+}
+
+
+def exempt_rule(name: str) -> Callable[[str, torch.Tensor], bool]:
+    """The exemption rule called ``name``.
+
+    Raises:
+        ConfigError: no such rule (the message lists the valid names).
+    """
+    try:
+        return WD_EXEMPT_RULES[name]
+    except KeyError:
+        valid = ", ".join(WD_EXEMPT_RULES)
+        raise ConfigError(f"train.wd_exempt={name!r}: expected one of {valid}") from None
+
+
+def weight_decay_groups(
+    modules: Iterable[nn.Module], weight_decay: float, *, exempt: str = "tokens"
+) -> list[dict[str, Any]]:
     """Two groups over the trainable parameters of ``modules``: decayed, then undecayed (no lr scaling).
 
-    A parameter shared by two modules is taken once.
+    A parameter shared by two modules is taken once. ``exempt`` names the rule that picks the undecayed
+    parameters (:data:`WD_EXEMPT_RULES`): ``"tokens"`` (:func:`no_weight_decay`) or ``"public"``
+    (:func:`public_no_weight_decay`); each sees the names relative to its module.
+
+    Raises:
+        ConfigError: ``exempt`` names no rule.
     """
+    rule = exempt_rule(exempt)
     decay, no_decay, seen = [], [], set()
     for module in modules:
         for name, param in module.named_parameters():
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
-            (no_decay if no_weight_decay(name, param) else decay).append(param)
+            (no_decay if rule(name, param) else decay).append(param)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
