@@ -21,6 +21,7 @@ from saip_bench.pretrain.engine.trainer import Trainer, TrainSettings
 from saip_bench.pretrain.meta_arch import ArchSettings, MetaArch
 from saip_bench.pretrain.methods import resolve
 from saip_bench.pretrain.views import rescale, rescaled_size
+from tests.pretrain.test_meta_arch import TINY as TINY_ARCH
 
 
 class Recorder(nn.Module):
@@ -137,19 +138,7 @@ def test_clip_grad_null_is_accepted_and_a_negative_one_is_not():
 
 
 # --------------------------------------------------------------------------------------- weight decay
-TINY = {
-    "img_size": (64, 32),
-    "vit_kwargs": {"depth": 2, "embed_dim": 32, "num_heads": 2},
-    "mid_block": 0,
-    "out_dim": 64,
-    "hidden_dim": 32,
-    "bottleneck_dim": 16,
-    "csr_decoder_dim": 32,
-    "csr_decoder_depth": 1,
-    "csr_decoder_heads": 2,
-    "css_decoder_dim": 32,
-    "css_decoder_heads": 2,
-}
+TINY = {**TINY_ARCH, "vit_kwargs": {"depth": 2, "embed_dim": 32, "num_heads": 2}, "mid_block": 0}
 
 
 def exempt_names(model: MetaArch, rule: str) -> set[str]:

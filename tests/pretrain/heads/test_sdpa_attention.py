@@ -19,20 +19,7 @@ from saip_bench.pretrain.heads.css_decoder import CrossAttentionBlock
 from saip_bench.pretrain.meta_arch import ArchSettings, MetaArch
 from saip_bench.pretrain.methods import resolve
 from saip_bench.pretrain.views import MultiCropViews, SaipViews, collate_views
-
-TINY = {
-    "img_size": (64, 32),
-    "vit_kwargs": {"depth": 3, "embed_dim": 32, "num_heads": 2},
-    "mid_block": 1,
-    "out_dim": 64,
-    "hidden_dim": 32,
-    "bottleneck_dim": 16,
-    "csr_decoder_dim": 32,
-    "csr_decoder_depth": 1,
-    "csr_decoder_heads": 2,
-    "css_decoder_dim": 32,
-    "css_decoder_heads": 2,
-}
+from tests.pretrain.test_meta_arch import TINY
 
 
 def test_cross_attention_equals_the_explicit_formula():
