@@ -145,8 +145,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument(
         "--malloc-mmap-threshold-mb", type=float, default=None,
-        help="as train.malloc_mmap_threshold_mb in a CPU run (0: leave glibc's adaptive threshold alone); "
-        "default 2 when ours runs (the process-wide setting then applies to the reference too), else 0",
+        help="as train.malloc_mmap_threshold_mb in a CPU run (0, the default: leave glibc's adaptive "
+        "threshold alone); the process-wide setting applies to the reference too",
     )  # fmt: skip
     args = p.parse_args(argv)
     if args.only == "reference" and args.reference is None:
@@ -158,7 +158,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.run_ours = args.only != "reference"
     args.run_ref = args.reference is not None and args.only != "ours"
     if args.malloc_mmap_threshold_mb is None:
-        args.malloc_mmap_threshold_mb = 2.0 if args.run_ours else 0.0
+        args.malloc_mmap_threshold_mb = 0.0
     return args
 
 

@@ -98,6 +98,7 @@ def _check_types(defaults: dict[str, Any], merged: dict[str, Any], prefix: str =
 
 #: Keys whose default is null ("derive it"), so the defaults' types cannot check them.
 _COUNTS_OR_NULL = ("train.steps", "train.warmup_steps", "train.threads")
+_NUMBERS_OR_NULL = ("train.malloc_mmap_threshold_mb",)
 
 
 def _check_layer(defaults: dict[str, Any], layer: dict[str, Any], source: str, prefix: str = "") -> None:
@@ -119,6 +120,8 @@ def _check_layer(defaults: dict[str, Any], layer: dict[str, Any], source: str, p
             raise ConfigError(f"{source}: '{name}'={value!r} should be a {type(default).__name__}")
         elif name in _COUNTS_OR_NULL and value is not None:
             check_number(value, key=name, source=source, integer=True)
+        elif name in _NUMBERS_OR_NULL and value is not None:
+            check_number(value, key=name, source=source)
     if not prefix:
         check_hyperparameters(layer, source=source)
 

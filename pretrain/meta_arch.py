@@ -60,7 +60,7 @@ class ArchSettings:
     rescale_factors: tuple[float, ...] = (0.75, 0.875, 1.125, 1.25)
     rescale_keep_aspect: bool = False  # the public code's rescaled sizes (views.rescaled_size)
     seed: int = 0
-    lean_mlp: bool = True  # recompute GELU in backward instead of storing its output (fp32 memory)
+    lean_mlp: bool = True  # recompute GELU and LayerNorm in backward instead of storing them (fp32 memory)
 
 
 def _rank() -> int:
@@ -151,12 +151,13 @@ class MetaArch(nn.Module):
             else None
         )
         if settings.lean_mlp:
-            from saip_bench.pretrain.engine.lean_mlp import make_mlps_lean
+            from saip_bench.pretrain.engine.lean_mlp import make_blocks_lean, make_mlps_lean
 
             make_mlps_lean(self.student)  # after the teacher copies: the teacher runs without gradients
+            make_blocks_lean(self.student)
         from saip_bench.pretrain.engine.attention import make_attention_autocast_aware
 
-        make_attention_autocast_aware(self)  # CPU bf16: attention in fp32 (the bf16 kernel is slower)
+        make_attention_autocast_aware(self)  # CPU bf16: not the bf16 attention kernel (slower than fp32's)
 
     # ------------------------------------------------------------------ helpers
     @classmethod

@@ -47,6 +47,14 @@ def test_bad_inputs_are_config_errors(tmp_path):
         C.load_config(None, ["train.batch_size=abc"])
 
 
+def test_the_malloc_threshold_is_null_by_default_and_a_number_when_set():
+    assert C.load_config(None).train.malloc_mmap_threshold_mb is None  # glibc's own, adaptive
+    assert C.load_config(None, ["train.malloc_mmap_threshold_mb=2.0"]).train.malloc_mmap_threshold_mb == 2.0
+    for bad in ("abc", "-1"):
+        with pytest.raises(ConfigError, match="train.malloc_mmap_threshold_mb"):
+            C.load_config(None, [f"train.malloc_mmap_threshold_mb={bad}"])
+
+
 def test_resolved_config_round_trips(tmp_path):
     cfg = C.load_config("smoke_cpu", ["seed=3"])
     path = C.write_resolved(cfg, tmp_path)
