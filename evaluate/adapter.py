@@ -47,6 +47,9 @@ class EvalRequest:
             keyword set of :class:`saip_bench.engine.EngineConfig`.
         img_size: ``(H, W)`` input size for this evaluation (recipe size x scale, rounded to the patch size).
         scale: the multiple of the recipe's input size this evaluation runs at (1.0 normally).
+        probe_scales: the scale probe (``saip evaluate --scales``): ``(scale, (H, W))`` pairs at which the
+            model, once trained (or built, for ``frozen``) at ``img_size``, is evaluated again; the
+            metrics come back in :attr:`EvalResult.by_scale`. Empty: only ``img_size`` is evaluated.
         run_dir: a folder owned by this evaluation for checkpoints and logs (exists, may hold a previous
             attempt's checkpoints when ``resume`` is set).
         device: torch device string, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
@@ -66,6 +69,7 @@ class EvalRequest:
     img_size: tuple[int, int]
     run_dir: Path
     scale: float = 1.0
+    probe_scales: tuple[tuple[float, tuple[int, int]], ...] = ()
     device: str = "cpu"
     seed: int = 0
     resume: bool = False
@@ -95,11 +99,14 @@ class EvalResult:
         primary_metric: the key of ``metrics`` the report ranks by (the protocol registry's primary metric).
         extra: free-form facts worth logging (best epoch, number of images, checkpoint path); not recorded
             in the results store.
+        by_scale: the scale probe's metrics: probe scale -> metrics of the same model at that scale's size
+            (one entry per :attr:`EvalRequest.probe_scales`; empty without a probe).
     """
 
     metrics: dict[str, float]
     primary_metric: str
     extra: dict[str, Any] = field(default_factory=dict)
+    by_scale: dict[float, dict[str, float]] = field(default_factory=dict)
 
     @property
     def primary_value(self) -> float:

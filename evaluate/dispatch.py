@@ -1,9 +1,13 @@
 """From ``saip evaluate``'s arguments to stored records: locate data, resolve recipes, skip, run, record.
 
-For each requested dataset and scale: find the dataset folder under ``--data-root``, resolve the recipe for
-the protocol and budget, load a fresh backbone at the scaled input size, skip if the workspace's results store
-already has a record with the same backbone digest + dataset + protocol + config digest + scale (unless
-``force``), otherwise run the task adapter, time it and add one :class:`EvalRecord`.
+For each requested dataset: find the dataset folder under ``--data-root``, resolve the recipe for the
+protocol and budget, load a fresh backbone at the recipe's input size, skip if the workspace's results store
+already has a record with the same backbone digest + dataset + protocol + config digest + scale + training
+scale (unless ``force``), otherwise run the task adapter, time it and add one :class:`EvalRecord` per scale.
+
+Scales (``--scales``) are a probe of one model: it is trained (or, for ``frozen``, built) once at the recipe's
+size and evaluated at every listed scale, one record each, all naming the same run folder (``train_run``,
+``train_scale`` 1). ``train_per_scale`` trains a model at each scale's size instead, one run per scale.
 """
 
 from __future__ import annotations
@@ -133,6 +137,15 @@ def select_datasets(task: str, dataset: str, protocol: str | None) -> list[tuple
     return chosen
 
 
+#: The input scale the scale probe trains at: the recipe's own size.
+PROBE_TRAIN_SCALE = 1.0
+
+
+def trained_scale(protocol: str, scale: float, train_scale: float) -> float:
+    """The ``train_scale`` of a record at ``scale``: ``frozen`` trains nothing, so it is the scale itself."""
+    return float(scale) if protocol == "frozen" else float(train_scale)
+
+
 def _run_dir_name(backbone_name: str, digest: str, protocol: str, budget: str, cfg: str, scale: float) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in backbone_name)[:48]
     return f"{safe}-{digest[:10]}-{protocol}-{budget}-{cfg[:10]}-x{scale:g}"
@@ -177,6 +190,7 @@ def evaluate(
     protocol: str | None = None,
     budget: str = "full",
     scales: Sequence[float] = (1.0,),
+    train_per_scale: bool = False,
     force: bool = False,
     resume: bool = False,
     device: str = "auto",
@@ -200,7 +214,9 @@ def evaluate(
         workspace: the workspace: ``results.sqlite``, ``records/`` and ``runs/``.
         protocol: ``finetune``, ``linear`` or ``frozen``; default: the dataset's first protocol.
         budget: ``full``, ``short`` or ``smoke``.
-        scales: multiples of the recipe's input size; each is one evaluation and one record.
+        scales: multiples of the recipe's input size at which to evaluate, one record each: by default one
+            model trained at the recipe's size (x1) evaluated at every scale (the scale probe).
+        train_per_scale: train a model at each scale's size instead (one run per scale).
         force: run even if an identical record exists, starting over (an unfinished run's ``last.pt`` is
             removed; without ``force`` or ``resume`` such a checkpoint is an error naming it).
         resume: continue an interrupted fine-tuning from its run folder's last checkpoint, exactly; the
@@ -280,23 +296,27 @@ def evaluate(
                 if isinstance(plan, list):
                     outcomes += [replace(outcome, backbone=spec_text) for outcome in plan]
                     continue
-                for scale in scales:
-                    outcomes.append(
-                        _run_one(
-                            plan,
-                            float(scale),
-                            spec_text,
-                            task=plan.spec.task,
-                            budget=budget,
-                            workspace=Path(workspace),
-                            store=store,
-                            force=force,
-                            resume=resume,
-                            dev=dev,
-                            progress=progress,
-                            commit=commit,
-                            is_main=is_main,
-                        )
+                runs = (
+                    [(float(s), (float(s),)) for s in scales]
+                    if train_per_scale
+                    else [(PROBE_TRAIN_SCALE, tuple(float(s) for s in scales))]
+                )
+                for train_scale, eval_scales in runs:
+                    outcomes += _run_one(
+                        plan,
+                        train_scale,
+                        eval_scales,
+                        spec_text,
+                        task=plan.spec.task,
+                        budget=budget,
+                        workspace=Path(workspace),
+                        store=store,
+                        force=force,
+                        resume=resume,
+                        dev=dev,
+                        progress=progress,
+                        commit=commit,
+                        is_main=is_main,
                     )
     except Exception as err:
         nothing_recorded = not any(outcome.status == "done" for outcome in outcomes)
@@ -308,7 +328,8 @@ def evaluate(
 
 def _run_one(
     plan: _Plan,
-    scale: float,
+    train_scale: float,
+    eval_scales: tuple[float, ...],
     backbone: str,
     *,
     task: str,
@@ -321,8 +342,9 @@ def _run_one(
     progress: ProgressFn | None,
     commit: str | None,
     is_main: bool,
-) -> Outcome:
-    """One (backbone, dataset, scale) evaluation: skip it if recorded, else run it and record it."""
+) -> list[Outcome]:
+    """One run: a model trained at ``train_scale`` x the recipe's size, evaluated at each of ``eval_scales``;
+    the scales already recorded are skipped (all of them: nothing runs), the others recorded, one each."""
     import saip_bench
     from saip_bench.backbones import load_backbone
     from saip_bench.backbones.wrapper import is_vit
@@ -342,32 +364,49 @@ def _run_one(
     model = load_backbone(backbone, img_size=base_size, device=dev)  # type: ignore[arg-type]
     # set_img_size needs ViT sizes in whole patches and other backbones' in multiples of 16.
     step = int(model.patch_size) if is_vit(model.model) else 16
-    size = scaled_size(base_size, scale, step)  # type: ignore[arg-type]
+    sizes = {s: scaled_size(base_size, s, step) for s in (train_scale, *eval_scales)}  # type: ignore[arg-type]
+    size = sizes[train_scale]
     if size != base_size:
         model.set_img_size(size)
-    key = dict(
-        backbone_digest=model.digest,
-        dataset=spec.name,
-        protocol=proto,
-        config_digest=config_digest,
-        scale=scale,
-    )
     run_dir = (
         workspace
         / "runs"
         / spec.name
-        / _run_dir_name(model.name, model.digest, proto, budget, config_digest, scale)
+        / _run_dir_name(model.name, model.digest, proto, budget, config_digest, train_scale)
     )
-    recorded = store.has(**key) if store is not None else find_record(workspace, **key) is not None
-    if not force and recorded:
+
+    def key(scale: float) -> dict:
+        return dict(
+            backbone_digest=model.digest,
+            dataset=spec.name,
+            protocol=proto,
+            config_digest=config_digest,
+            scale=scale,
+            train_scale=trained_scale(proto, scale, train_scale),
+        )
+
+    def is_recorded(scale: float) -> bool:
+        if store is not None:
+            return store.has(**key(scale))
+        return find_record(workspace, **key(scale)) is not None
+
+    todo = list(eval_scales) if force else [s for s in eval_scales if not is_recorded(s)]
+    skipped = [
+        Outcome(spec.name, proto, s, "skipped", run_dir, backbone=backbone)
+        for s in eval_scales
+        if s not in todo
+    ]
+    for out in skipped:
         log.info(
             "%s %s x%g: already recorded for %s, skipped (use --force to rerun)",
             spec.name,
             proto,
-            scale,
+            out.scale,
             model.name,
         )
-        return Outcome(spec.name, proto, scale, "skipped", run_dir, backbone=backbone)
+    if not todo:
+        return skipped
+    probes = tuple((s, sizes[s]) for s in todo if abs(s - train_scale) > 1e-9)
     resumed = prepare_run_dir(run_dir, resume=resume, force=force, write=is_main)
     # A refusal before a result exists (bad data, a disk fault) takes back what this attempt
     # wrote: a new run folder goes, an existing one is left as it was unless its checkpoint moved.
@@ -376,7 +415,13 @@ def _run_one(
     ):
         run_dir.mkdir(parents=True, exist_ok=True)
         if is_main:
-            extra = {"img_size": list(size), "scale": scale, "backbone": backbone, "data_dir": str(data_dir)}
+            extra = {
+                "img_size": list(size),
+                "scale": train_scale,
+                "probe_scales": {f"{s:g}": list(ps) for s, ps in probes},
+                "backbone": backbone,
+                "data_dir": str(data_dir),
+            }
             atomic_write_json(run_dir / RECIPE_FILE, {**resolved, **extra})
         request = EvalRequest(
             task=task,
@@ -387,7 +432,8 @@ def _run_one(
             recipe=resolved,
             img_size=size,
             run_dir=run_dir,
-            scale=scale,
+            scale=train_scale,
+            probe_scales=probes,
             device=dev,
             seed=seed,
             resume=resume,
@@ -398,33 +444,57 @@ def _run_one(
         adapter = spec.load_adapter()
         # Times every attempt; the run's log records go to its train.log, also for probes.
         with Attempts(run_dir, resume=resumed, write=is_main) as attempts, run_log(run_dir, enabled=is_main):
-            log.info("%s %s x%g %s on %s: running", spec.name, proto, scale, size, dev)
+            shown = ", ".join(f"x{s:g}" for s in todo)
+            log.info(
+                "%s %s x%g %s on %s: running (evaluated at %s)",
+                spec.name,
+                proto,
+                train_scale,
+                size,
+                dev,
+                shown,
+            )
             result = run_tracked(adapter, request, model, enabled=is_main)  # and to train.tracker, if any
-    record = EvalRecord(
-        backbone_digest=model.digest,
-        backbone_name=model.name,
-        pretrain_method=str(model.meta.get("method", "unknown")),
-        task=task,
-        dataset=spec.name,
-        protocol=proto,
-        budget=budget,
-        metrics=dict(result.metrics),
-        primary_metric=result.primary_metric,
-        primary_value=result.primary_value,
-        config_digest=config_digest,
-        seed=seed,
-        package_version=saip_bench.__version__,
-        git_revision=commit,
-        duration_s=attempts.total_s,
-        started_at=attempts.started_at,
-        ended_at=utc_now_iso(),
-        scale=scale,
-        resumed=resumed,
-        resumed_from_step=int(result.extra.get("resumed_from_step", 0)),
-    )
-    if is_main:
-        # The record file first (atomic, safe on a network filesystem), then the store takes it in.
-        write_record_file(workspace, record)
-        if store is not None:
-            store.ingest(workspace)
-    return Outcome(spec.name, proto, scale, "done", run_dir, record, backbone=backbone)
+            by_scale = {**result.by_scale, train_scale: result.metrics}
+            lacking = [f"x{s:g}" for s in todo if s not in by_scale]
+            if lacking:  # an adapter not built on the Task template that ignores EvalRequest.probe_scales
+                raise ConfigError(
+                    f"the {task} adapter returned no metrics at {', '.join(lacking)} (EvalResult.by_scale); "
+                    "use --train-per-scale with it"
+                )
+    ended = utc_now_iso()
+    outcomes = list(skipped)
+    for scale in todo:
+        metrics = dict(by_scale[scale])
+        record = EvalRecord(
+            backbone_digest=model.digest,
+            backbone_name=model.name,
+            pretrain_method=str(model.meta.get("method", "unknown")),
+            task=task,
+            dataset=spec.name,
+            protocol=proto,
+            budget=budget,
+            metrics=metrics,
+            primary_metric=result.primary_metric,
+            primary_value=float(metrics[result.primary_metric]),
+            config_digest=config_digest,
+            seed=seed,
+            package_version=saip_bench.__version__,
+            git_revision=commit,
+            duration_s=attempts.total_s,
+            started_at=attempts.started_at,
+            ended_at=ended,
+            scale=scale,
+            resumed=resumed,
+            resumed_from_step=int(result.extra.get("resumed_from_step", 0)),
+            train_scale=trained_scale(proto, scale, train_scale),
+            train_run=run_dir.relative_to(workspace).as_posix(),
+        )
+        if is_main:
+            # The record file first (atomic, safe on a network filesystem), then the store takes it in.
+            write_record_file(workspace, record)
+        outcomes.append(Outcome(spec.name, proto, scale, "done", run_dir, record, backbone=backbone))
+    if is_main and store is not None:
+        store.ingest(workspace)
+    order = {s: i for i, s in enumerate(eval_scales)}
+    return sorted(outcomes, key=lambda out: order[out.scale])

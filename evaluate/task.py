@@ -4,7 +4,7 @@ The idea of torchreid's ``Engine`` and mmengine's ``Runner`` (not their code): :
 for every task::
 
     check -> seed -> build data -> build model -> protocol (train through the engine | probe | nothing)
-          -> evaluate -> result
+          -> evaluate -> result [-> the same model evaluated at every probe scale]
 
 A task subclasses :class:`Task` and implements the hooks:
 
@@ -14,6 +14,13 @@ A task subclasses :class:`Task` and implements the hooks:
 - :meth:`Task.evaluate` (metrics of a model on the test split),
 - optionally :meth:`Task.describe` (facts for the run's log) and :meth:`Task.linear` / :meth:`Task.frozen`
   when a protocol works differently from the defaults below.
+
+The scale probe (``saip evaluate --scales``, :attr:`EvalRequest.probe_scales`) needs nothing of a task: once
+the protocol has trained its model at the recipe's size, :meth:`Task.probe` lays the backbone out for each
+probe size (:meth:`Backbone.set_img_size`: a ViT's position embeddings resampled) and calls
+:meth:`Task.evaluate` on that same model with the request's ``img_size`` and ``scale`` at that size. A task
+whose protocol leaves state outside the model that its own metrics used (a cached-feature probe's feature
+statistics, say) must put it into the model, so that :meth:`Task.evaluate` reproduces them.
 
 The protocols' defaults: ``finetune`` trains backbone + head through :func:`saip_bench.engine.fit`;
 ``linear`` freezes the backbone and trains the rest through the same engine (a task whose linear probe runs on
@@ -28,6 +35,7 @@ the task's defaults file (``configs/evaluate/defaults/<task>.yaml``) is present,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -92,7 +100,10 @@ class Task:
             model = self.build_model(request, backbone, data).to(device)
         protocol = getattr(self, request.protocol)
         metrics, fit_result = protocol(request, model, data)
-        return self.result(request, data, metrics, fit_result)
+        result = self.result(request, data, metrics, fit_result)
+        if request.probe_scales:
+            result.by_scale = self.probe(request, model, data)
+        return result
 
     def check(self, request: EvalRequest) -> None:
         """Refuse a request this task cannot run, before any data is read or model built."""
@@ -183,6 +194,48 @@ class Task:
     def describe(self, request: EvalRequest, data: Any) -> dict[str, Any]:
         """Facts about the run worth logging (image counts, ...); not recorded in the results store."""
         return {}
+
+    def probe(self, request: EvalRequest, model: nn.Module, data: Any) -> dict[float, dict[str, float]]:
+        """The model the protocol left (trained at ``request.img_size``) evaluated at every probe scale.
+
+        Each probe scale's :meth:`evaluate` sees the request with that scale's ``img_size`` and ``scale``; the
+        backbone is laid out for the size first and put back to ``request.img_size`` afterwards.
+        """
+        from saip_bench.backbones.wrapper import Backbone
+
+        found = [m for m in model.modules() if isinstance(m, Backbone)]
+        if len(found) != 1:
+            raise RuntimeError(
+                f"{self.name}: the scale probe needs one Backbone in the task model, found {len(found)}"
+            )
+        backbone = found[0]
+        original = tuple(backbone.img_size)
+        was_training = model.training
+        out: dict[float, dict[str, float]] = {}
+        model.eval()
+        try:
+            for scale, size in request.probe_scales:
+                at_scale = dataclasses.replace(
+                    request, img_size=tuple(size), scale=float(scale), probe_scales=()
+                )
+                backbone.set_img_size(tuple(size))
+                with torch.no_grad():
+                    metrics = {
+                        key: float(value) for key, value in self.evaluate(at_scale, model, data).items()
+                    }
+                if request.primary_metric not in metrics:
+                    raise RuntimeError(
+                        f"{self.name} returned no {request.primary_metric!r} metric at x{scale:g}"
+                    )
+                log.info(
+                    "%s %s x%g %s (model trained at %s): %s %.2f", request.dataset, request.protocol, scale,
+                    tuple(size), original, request.primary_metric, metrics[request.primary_metric],
+                )  # fmt: skip
+                out[float(scale)] = metrics
+        finally:
+            backbone.set_img_size(original)
+            model.train(was_training)
+        return out
 
     # ------------------------------------------------------------------------------------------- helpers
     def backbone_of(self, model: nn.Module) -> nn.Module:

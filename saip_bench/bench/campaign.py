@@ -12,7 +12,8 @@
     datasets: all                     # or a list of dataset names (of those tasks)
     protocols: [finetune]             # default: each dataset's own (its first) protocol
     budgets: [full]                   # full | short | smoke
-    scales: [1.0]
+    scales: [0.5, 1.0, 1.5]           # the scale probe: one model trained at x1, evaluated at each (one job)
+    train_per_scale: false            # true: a model trained at each scale's size (one job per scale)
     seeds: [0, 1, 2]                  # each cell runs once per seed; the record keeps the seed
     overrides: [eval.batch_size=128]  # key=value recipe overrides, for every job
     device: auto
@@ -78,6 +79,7 @@ class Campaign:
     workspace: Path
     device: str
     launcher: LauncherSettings
+    train_per_scale: bool = False  # scales: a model per scale, not one trained at x1 probed at each
 
     @property
     def folder(self) -> Path:
@@ -96,6 +98,7 @@ _KEYS = {
     "budgets": "a list of budgets (full, short, smoke)",
     "budget": "a budget (full, short, smoke)",
     "scales": "a list of positive numbers",
+    "train_per_scale": "true or false",
     "seeds": "a list of integers",
     "overrides": "a list of key=value strings",
     "device": "auto | cpu | cuda | cuda:N",
@@ -166,6 +169,11 @@ def load_campaign(
     scales = _numbers(where, "scales", raw.get("scales", [1.0]), float)
     if any(not (s > 0) for s in scales):
         raise ConfigError(f"{where}: scales must be positive numbers, got {list(scales)}")
+    train_per_scale = raw.get("train_per_scale", False)
+    if not isinstance(train_per_scale, bool):
+        raise ConfigError(
+            f"{where}: train_per_scale must be {_KEYS['train_per_scale']}, got {train_per_scale!r}"
+        )
     seeds = _numbers(where, "seeds", raw.get("seeds", [0]), int)
     overrides = strings("overrides") or ()
     for item in overrides:
@@ -199,6 +207,7 @@ def load_campaign(
         workspace=Path(workspace) if workspace is not None else default_workspace(),
         device=device,
         launcher=settings,
+        train_per_scale=train_per_scale,
     )
 
 

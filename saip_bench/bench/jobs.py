@@ -1,4 +1,7 @@
-"""A campaign's jobs: one per backbone x dataset x protocol x budget x scale x seed, each a ``saip evaluate``.
+"""A campaign's jobs: one per backbone x dataset x protocol x budget x seed, each a ``saip evaluate``.
+
+A job covers all of the campaign's scales (the scale probe: one model trained at x1, evaluated at each scale,
+one record each); with ``train_per_scale`` it is one job per scale instead.
 
 :func:`plan_campaign` resolves every job the way ``saip evaluate`` would (the backbone's digest, the recipe's
 config digest with the job's seed), so a job is "recorded" exactly when ``saip evaluate`` would skip it, and
@@ -20,7 +23,8 @@ from saip_bench.errors import ConfigError, DataFormatError
 
 @dataclass(frozen=True)
 class Job:
-    """One evaluation of a campaign (what one ``saip evaluate`` call with one dataset and scale does)."""
+    """One evaluation of a campaign (what one ``saip evaluate`` call with one dataset does): a model trained
+    at :attr:`scale` and evaluated at each of :attr:`scales`, one record each."""
 
     id: str
     task: str
@@ -30,28 +34,62 @@ class Job:
     backbone: str
     backbone_name: str
     backbone_digest: str
-    scale: float
+    scales: tuple[float, ...]
     seed: int
     config_digest: str
     overrides: tuple[str, ...] = ()
     epochs: int = 0
     steps: int | None = None  # optimizer steps on the released dataset (None: unknown)
+    train_per_scale: bool = False  # True: trained at the size of its one scale
 
     @property
-    def key(self) -> tuple[str, str, str, str, float]:
-        """What identifies its record: weights, dataset, protocol, resolved config, scale."""
-        return (self.backbone_digest, self.dataset, self.protocol, self.config_digest, round(self.scale, 9))
+    def scale(self) -> float:
+        """The input scale its model is trained at: x1 for the scale probe, else its one scale."""
+        from saip_bench.evaluate.dispatch import PROBE_TRAIN_SCALE
+
+        return float(self.scales[0]) if self.train_per_scale else PROBE_TRAIN_SCALE
+
+    @property
+    def scale_label(self) -> str:
+        """``0.5``: one scale, trained at its size; ``1>0.5,1,1.5``: a probe of one model trained at x1."""
+        shown = ",".join(f"{s:g}" for s in self.scales)
+        return shown if self.scales == (self.scale,) else f"{self.scale:g}>{shown}"
+
+    @property
+    def keys(self) -> tuple[tuple[str, str, str, str, float, float], ...]:
+        """What identifies its records, one per scale: weights, dataset, protocol, resolved config, scale and
+        the scale the model was trained at (see :func:`record_key`)."""
+        from saip_bench.evaluate.dispatch import trained_scale
+
+        return tuple(
+            (
+                self.backbone_digest,
+                self.dataset,
+                self.protocol,
+                self.config_digest,
+                round(float(s), 9),
+                round(trained_scale(self.protocol, s, self.scale), 9),
+            )
+            for s in self.scales
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (a job file, a Slurm job's argument)."""
         data = asdict(self)
         data["overrides"] = list(self.overrides)
+        data["scales"] = list(self.scales)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
         """Inverse of :meth:`to_dict`."""
-        return cls(**{**data, "overrides": tuple(data.get("overrides", ()))})
+        return cls(
+            **{
+                **data,
+                "overrides": tuple(data.get("overrides", ())),
+                "scales": tuple(float(s) for s in data["scales"]),
+            }
+        )
 
 
 @dataclass
@@ -60,7 +98,7 @@ class Plan:
 
     campaign: Campaign
     jobs: list[Job]
-    recorded: dict[str, Any]  # job id -> its EvalRecord
+    recorded: dict[str, Any]  # job id -> its record at its training scale (or its first), once all exist
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # job id -> estimated wall time, where known
 
@@ -70,14 +108,16 @@ class Plan:
         return [job for job in self.jobs if job.id not in self.recorded]
 
 
-def record_key(record: Any) -> tuple[str, str, str, str, float]:
-    """A record's :attr:`Job.key`."""
+def record_key(record: Any) -> tuple[str, str, str, str, float, float]:
+    """A record's entry of :attr:`Job.keys`."""
+    trained = record.scale if getattr(record, "train_scale", None) is None else record.train_scale
     return (
         record.backbone_digest,
         record.dataset,
         record.protocol,
         record.config_digest,
         round(float(record.scale), 9),
+        round(float(trained), 9),
     )
 
 
@@ -159,10 +199,20 @@ def plan_campaign(campaign: Campaign) -> Plan:
             continue
         cells += [(spec, proto, budget) for proto in usable for budget in campaign.budgets]
     recipes: dict[tuple[str, str, str, int], dict[str, Any]] = {}  # the same for every backbone and scale
+    runs = (
+        [(float(s),) for s in campaign.scales]
+        if campaign.train_per_scale
+        else [tuple(float(s) for s in campaign.scales)]
+    )
     jobs: list[Job] = []
     for ident in identities:
         for spec, proto, budget in cells:
-            for scale in campaign.scales:
+            for scales in runs:
+                label = (
+                    f"x{scales[0]:g}"
+                    if campaign.train_per_scale or scales == (1.0,)
+                    else _probe_label(scales)
+                )
                 for seed in campaign.seeds:
                     overrides = (*campaign.overrides, f"seed={seed}")
                     cell = (spec.name, proto, budget, int(seed))
@@ -173,7 +223,7 @@ def plan_campaign(campaign: Campaign) -> Plan:
                     recipe = recipes[cell]
                     epochs, steps = _steps(spec, recipe, proto)
                     job_id = (
-                        f"{spec.name}-{proto}-{budget}-x{scale:g}-s{seed}-"
+                        f"{spec.name}-{proto}-{budget}-{label}-s{seed}-"
                         f"{_slug(ident.name, 32)}-{ident.digest[:8]}"
                     )
                     jobs.append(
@@ -186,19 +236,24 @@ def plan_campaign(campaign: Campaign) -> Plan:
                             backbone=ident.spec,
                             backbone_name=ident.name,
                             backbone_digest=ident.digest,
-                            scale=float(scale),
+                            scales=scales,
                             seed=int(seed),
                             config_digest=config_digest(recipe),
                             overrides=tuple(overrides),
                             epochs=epochs,
                             steps=steps,
+                            train_per_scale=campaign.train_per_scale,
                         )
                     )
     by_key: dict[tuple, Any] = {}
     records = workspace_records(campaign.workspace, ingest=False) if campaign.workspace.is_dir() else []
     for rec in records:
         by_key.setdefault(record_key(rec), rec)
-    recorded = {job.id: by_key[job.key] for job in jobs if job.key in by_key}
+    recorded = {
+        job.id: by_key[job.keys[job.scales.index(job.scale)] if job.scale in job.scales else job.keys[0]]
+        for job in jobs
+        if all(key in by_key for key in job.keys)
+    }
     return Plan(campaign, jobs, recorded, notes, _estimates(jobs, records))
 
 
@@ -208,11 +263,22 @@ def _missing_packages(spec: Any) -> str:
     return ", ".join(missing_mm(*spec.needs)) if spec.needs else ""
 
 
+def _probe_label(scales: tuple[float, ...]) -> str:
+    return "x1p" + "_".join(f"{s:g}" for s in scales)
+
+
 def _estimates(jobs: Iterable[Job], records: list[Any]) -> dict[str, float]:
-    """Each job's wall time: the median of recorded runs of its dataset, protocol, budget and scale."""
+    """Each job's wall time: the median of recorded runs of its dataset, protocol, budget and training scale
+    (the records of one run, which share its ``train_run`` and its duration, count once)."""
     seen: dict[tuple, list[float]] = {}
+    runs: set[tuple[str, str]] = set()
     for rec in records:
-        seen.setdefault((rec.dataset, rec.protocol, rec.budget, round(float(rec.scale), 9)), []).append(
+        run = getattr(rec, "train_run", "")
+        if run and (run, rec.started_at) in runs:
+            continue
+        runs.add((run, rec.started_at))
+        trained = rec.scale if getattr(rec, "train_scale", None) is None else rec.train_scale
+        seen.setdefault((rec.dataset, rec.protocol, rec.budget, round(float(trained), 9)), []).append(
             float(rec.duration_s)
         )
     out = {}

@@ -82,7 +82,9 @@ def ingest(plan: Plan) -> int:
 
 
 def _label(job: Job) -> str:
-    return f"{job.dataset} {job.protocol} {job.budget} x{job.scale:g} seed {job.seed} <- {job.backbone_name}"
+    return (
+        f"{job.dataset} {job.protocol} {job.budget} x{job.scale_label} seed {job.seed} <- {job.backbone_name}"
+    )
 
 
 class LocalLauncher:

@@ -81,7 +81,8 @@ def run_job(job: Job, ctx: JobContext, **state: Any) -> str:
             workspace=ctx.workspace,
             protocol=job.protocol,
             budget=job.budget,
-            scales=[job.scale],
+            scales=list(job.scales),
+            train_per_scale=job.train_per_scale,
             resume=True,
             device=ctx.device,
             overrides=list(job.overrides),
@@ -95,7 +96,8 @@ def run_job(job: Job, ctx: JobContext, **state: Any) -> str:
         if main:
             write_state(ctx.campaign_folder, job.id, "failed", error=_one_line(err), **state)
         raise
-    status = outcomes[0].status if outcomes else "failed"
+    statuses = {out.status for out in outcomes}
+    status = "skipped" if statuses == {"skipped"} else "done" if statuses <= {"done", "skipped"} else "failed"
     if main:
         write_state(ctx.campaign_folder, job.id, "done", outcome=status, **state)
     return status

@@ -64,7 +64,7 @@ def plan(
         steps = "?" if job.steps is None else f"{job.steps:,}"
         est = _duration(p.seconds[job.id]) if job.id in p.seconds else "?"
         status = f"[yellow]recorded[/] {rec.primary_metric} {rec.primary_value:.2f}" if rec else "to run"
-        cells = (job.backbone_name, job.dataset, job.protocol, job.budget, f"{job.scale:g}", str(job.seed))
+        cells = (job.backbone_name, job.dataset, job.protocol, job.budget, job.scale_label, str(job.seed))
         table.add_row(*cells, steps, est, status)
     console.print(table)
     for note in p.notes:

@@ -94,8 +94,15 @@ def evaluate(
     ] = None,
     scales: Annotated[
         str,
-        typer.Option(help="Multiples of the recipe's input size, e.g. 0.5,0.75,1,1.25,1.5; one record each."),
+        typer.Option(
+            help="Multiples of the recipe's input size, e.g. 0.5,1,1.5: one model trained at x1 and "
+            "evaluated at each (the scale probe), one record each."
+        ),
     ] = "1",
+    train_per_scale: Annotated[
+        bool,
+        typer.Option(help="With --scales: train a model at each scale's size instead (one run per scale)."),
+    ] = False,
     recipe: Annotated[
         Path | None, typer.Option(help="Recipe YAML instead of the dataset's default (e.g. a 384x128 one).")
     ] = None,
@@ -156,6 +163,7 @@ def evaluate(
             protocol=protocol,
             budget=budget,
             scales=scale_list,
+            train_per_scale=train_per_scale,
             force=force,
             resume=resume,
             device=device,

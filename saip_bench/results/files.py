@@ -179,8 +179,10 @@ def find_record(
     protocol: str,
     config_digest: str,
     scale: float = 1.0,
+    train_scale: float | None = None,
 ) -> EvalRecord | None:
-    """A record file of this exact evaluation (weights, dataset, protocol, config, scale), or None.
+    """A record file of this exact evaluation (weights, dataset, protocol, config, scale and training scale,
+    ``scale`` when None), or None.
 
     For a job that must decide "already recorded?" without opening SQLite: only the files are read, and
     only those of ``dataset``. A malformed file is skipped with a warning (it records nothing usable).
@@ -199,9 +201,14 @@ def find_record(
             and rec.protocol == protocol
             and rec.config_digest == config_digest
             and abs(rec.scale - float(scale)) < SCALE_EPS
+            and abs(_trained_at(rec) - float(scale if train_scale is None else train_scale)) < SCALE_EPS
         ):
             return rec
     return None
+
+
+def _trained_at(rec: EvalRecord) -> float:
+    return float(rec.scale if rec.train_scale is None else rec.train_scale)
 
 
 def _files_in(folder: Path) -> Iterator[Path]:

@@ -41,6 +41,13 @@ class EvalRecord:
         scale: Multiple of the recipe's input size (1.0 = the recipe's own size).
         resumed: Whether the run continued an interrupted attempt's checkpoint (``--resume``).
         resumed_from_step: The optimizer steps that attempt had done (0 when not resumed).
+        train_scale: The input-size multiple the evaluated model was trained at: 1.0 for the records of a
+            scale probe (``saip evaluate --scales``: one model trained at the recipe's size, evaluated at
+            every scale); ``scale`` itself when trained at the evaluated size (``--train-per-scale``) or the
+            protocol trains nothing (``frozen``). Given as None (records written before the field), it is set
+            to ``scale`` when the record is made.
+        train_run: The run folder (relative to the workspace) the evaluated model was trained in; the records
+            of one scale probe share it. ``""`` when not known (records written before the field).
         uid: Globally unique id (uuid4 hex) given when the record file is written
             (:func:`saip_bench.results.files.write_record_file`); ``""`` for a record stored without one.
         id: Row id in the store; None until stored.
@@ -66,8 +73,14 @@ class EvalRecord:
     scale: float = 1.0
     resumed: bool = False
     resumed_from_step: int = 0
+    train_scale: float | None = None
+    train_run: str = ""
     uid: str = ""
     id: int | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.train_scale is None:  # written before the field: trained at the size it was evaluated at
+            self.train_scale = self.scale
 
     def validated(self) -> EvalRecord:
         """A copy with numbers coerced to their types; raise :class:`SaipError` on a nonsensical record."""
@@ -83,6 +96,19 @@ class EvalRecord:
             raise SaipError(f"evaluation record for {self.dataset}: non-numeric metric ({err})") from None
         if not (scale > 0 and math.isfinite(scale)):
             raise SaipError(f"evaluation record for {self.dataset}: scale must be positive, got {scale}")
+        try:
+            train_scale = float(self.train_scale)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            train_scale = float("nan")
+        if not (train_scale > 0 and math.isfinite(train_scale)):
+            raise SaipError(
+                f"evaluation record for {self.dataset}: train_scale must be positive, "
+                f"got {self.train_scale!r}"
+            )
+        if not isinstance(self.train_run, str):
+            raise SaipError(
+                f"evaluation record for {self.dataset}: train_run must be a string, got {self.train_run!r}"
+            )
         if not isinstance(self.uid, str) or (self.uid and not _UID.fullmatch(self.uid)):
             raise SaipError(
                 f"evaluation record for {self.dataset}: uid must be letters, digits, '-' or '_' "
@@ -99,6 +125,7 @@ class EvalRecord:
                 "metrics": metrics,
                 "primary_value": primary,
                 "scale": scale,
+                "train_scale": train_scale,
                 "seed": int(self.seed),
                 "duration_s": float(self.duration_s),
                 "resumed": bool(self.resumed),

@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 #: Bump when the table layout changes; a store written by a newer version is refused, not misread, and an
 #: older one is migrated when opened. 2: ``resumed``, ``resumed_from_step``. 3: ``uid`` (unique; NULL in rows
-#: stored before it and in rows added without one).
-SCHEMA_VERSION = 3
+#: stored before it and in rows added without one). 4: ``train_scale`` (NULL in older rows: read as
+#: ``scale``), ``train_run``.
+SCHEMA_VERSION = 4
 RESULTS_FILE = "results.sqlite"
 #: Environment variable naming the default workspace of every command that takes ``--workspace``.
 WORKSPACE_ENV = "SAIP_WORKSPACE"
@@ -62,6 +63,8 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("resumed", "INTEGER NOT NULL DEFAULT 0"),
     ("resumed_from_step", "INTEGER NOT NULL DEFAULT 0"),
     ("uid", "TEXT"),  # the record file's uuid4 hex; NULL for a row added directly
+    ("train_scale", "REAL"),  # NULL in rows stored before version 4: the record's own scale
+    ("train_run", "TEXT NOT NULL DEFAULT ''"),
 )
 _NAMES = tuple(name for name, _ in _COLUMNS)
 _TABLES = (
@@ -82,7 +85,14 @@ _INDEXES = (
 
 
 #: What a column added after version 1 reads as in a store too old to have it (read-only opening).
-_ADDED_DEFAULTS: dict[str, object] = {"scale": 1.0, "resumed": 0, "resumed_from_step": 0, "uid": None}
+_ADDED_DEFAULTS: dict[str, object] = {
+    "scale": 1.0,
+    "resumed": 0,
+    "resumed_from_step": 0,
+    "uid": None,
+    "train_scale": None,
+    "train_run": "",
+}
 
 
 class ResultsStore:
@@ -219,17 +229,37 @@ class ResultsStore:
         return [self._to_record(row) for row in rows]
 
     def has(
-        self, *, backbone_digest: str, dataset: str, protocol: str, config_digest: str, scale: float = 1.0
+        self,
+        *,
+        backbone_digest: str,
+        dataset: str,
+        protocol: str,
+        config_digest: str,
+        scale: float = 1.0,
+        train_scale: float | None = None,
     ) -> bool:
-        """Whether this exact evaluation (same weights, dataset, protocol, config and scale) is stored."""
+        """Whether this exact evaluation (same weights, dataset, protocol, config, scale and training scale,
+        which is ``scale`` when None) is stored."""
         scale_of = "scale" if "scale" in self._columns else "1.0"
+        trained_at = f"IFNULL(train_scale, {scale_of})" if "train_scale" in self._columns else scale_of
         sql = (
             "SELECT 1 FROM records WHERE backbone_digest = ? AND dataset = ? AND protocol = ? "
-            f"AND config_digest = ? AND abs({scale_of} - ?) < ? LIMIT 1"
+            f"AND config_digest = ? AND abs({scale_of} - ?) < ? AND abs({trained_at} - ?) < ? LIMIT 1"
         )
+        trained = float(scale if train_scale is None else train_scale)
         with self._read() as conn:
             row = conn.execute(
-                sql, (backbone_digest, dataset, protocol, config_digest, float(scale), SCALE_EPS)
+                sql,
+                (
+                    backbone_digest,
+                    dataset,
+                    protocol,
+                    config_digest,
+                    float(scale),
+                    SCALE_EPS,
+                    trained,
+                    SCALE_EPS,
+                ),
             ).fetchone()
         return row is not None
 
@@ -414,6 +444,7 @@ class ResultsStore:
         data["metrics"] = json.loads(data["metrics"])
         data["resumed"] = bool(data["resumed"])
         data["uid"] = data["uid"] or ""
+        data["train_run"] = data["train_run"] or ""
         if data["primary_value"] is None:  # SQLite stores NaN as NULL
             data["primary_value"] = float("nan")
         return EvalRecord(**data)

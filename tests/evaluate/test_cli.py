@@ -48,13 +48,14 @@ def test_frozen_scales_then_skip_then_finetune(data_root: Path, tmp_path: Path) 
     first = _invoke(*common, *frozen)
     assert first.exit_code == 0, first.output
     recipes = [json.loads(f.read_text()) for f in (ws / "runs" / "market1501").glob("*/recipe.json")]
-    assert [r["eval"]["batch_size"] for r in recipes] == [16, 16]  # the key=value override, applied last
+    assert [r["eval"]["batch_size"] for r in recipes] == [16]  # the key=value override, applied last
+    assert recipes[0]["probe_scales"] == {"0.5": [128, 64]}  # one run (the probe), evaluated at x0.5 too
     records = open_workspace_store(ws).query(dataset="market1501")
     assert sorted(r.scale for r in records) == [0.5, 1.0]
     assert all(
         r.protocol == "frozen" and r.primary_metric == "mAP" and 0 < r.primary_value <= 100 for r in records
     )
-    again = _invoke(*common, *frozen)
+    again = _invoke(*common, *frozen, "--train-per-scale")  # frozen trains nothing: the same evaluations
     assert again.exit_code == 0 and again.output.count("skipped") >= 2
     assert open_workspace_store(ws).count() == 2
     tuned = _invoke(*common, "--dataset", "all")

@@ -27,7 +27,8 @@ class FakeAdapter:
     def run(self, request: EvalRequest, backbone) -> EvalResult:
         self.requests.append(request)
         assert tuple(backbone.img_size) == request.img_size
-        return EvalResult({"mAP": 10.0 * request.scale, "R1": 50.0}, "mAP")
+        by_scale = {s: {"mAP": 10.0 * s, "R1": 50.0} for s, _ in request.probe_scales}
+        return EvalResult({"mAP": 10.0 * request.scale, "R1": 50.0}, "mAP", by_scale=by_scale)
 
 
 @pytest.fixture
@@ -93,14 +94,67 @@ def test_scales_run_at_rounded_sizes_and_record_each(
     fake: FakeAdapter, data_root: Path, tmp_path: Path
 ) -> None:
     ws = tmp_path / "ws"
-    outs = _run(data_root, ws, scales=[0.5, 0.8, 1.0], protocol="frozen")
+    outs = _run(data_root, ws, scales=[0.5, 0.8, 1.0], protocol="frozen", train_per_scale=True)
     assert [o.status for o in outs] == ["done"] * 3
     assert [r.img_size for r in fake.requests] == [(128, 64), (208, 96), (256, 128)]
-    assert sorted(r.scale for r in open_workspace_store(ws).query()) == [0.5, 0.8, 1.0]
-    assert [o.status for o in _run(data_root, ws, scales=[0.5, 1.25], protocol="frozen")] == [
+    assert all(r.probe_scales == () for r in fake.requests)
+    records = open_workspace_store(ws).query()
+    assert sorted(r.scale for r in records) == [0.5, 0.8, 1.0]
+    assert all(r.train_scale == r.scale for r in records) and len({r.train_run for r in records}) == 3
+    assert [
+        o.status for o in _run(data_root, ws, scales=[0.5, 1.25], protocol="frozen", train_per_scale=True)
+    ] == [
         "skipped",
         "done",
     ]
+
+
+def test_the_scale_probe_trains_once_and_records_every_scale(
+    fake: FakeAdapter, data_root: Path, tmp_path: Path
+) -> None:
+    ws = tmp_path / "ws"
+    outs = _run(data_root, ws, scales=[0.5, 0.8, 1.0])
+    assert [(o.scale, o.status) for o in outs] == [(0.5, "done"), (0.8, "done"), (1.0, "done")]
+    [request] = fake.requests  # one run: trained at the recipe's size, probed at the others
+    assert request.img_size == (256, 128) and request.scale == 1.0
+    assert request.probe_scales == ((0.5, (128, 64)), (0.8, (208, 96)))
+    records = sorted(open_workspace_store(ws).query(), key=lambda r: r.scale)
+    assert [(r.scale, r.primary_value) for r in records] == [(0.5, 5.0), (0.8, 8.0), (1.0, 10.0)]
+    assert all(r.train_scale == 1.0 for r in records)
+    [run] = {r.train_run for r in records}  # linked to the one training run
+    assert run.startswith("runs/market1501/") and run.endswith("-x1") and (ws / run / "recipe.json").is_file()
+    # Recorded scales are skipped; a new one reruns the run but records only itself.
+    outs = _run(data_root, ws, scales=[0.5, 1.5])
+    assert [(o.scale, o.status) for o in outs] == [(0.5, "skipped"), (1.5, "done")]
+    assert fake.requests[-1].probe_scales == ((1.5, (384, 192)),) and open_workspace_store(ws).count() == 4
+    assert [o.status for o in _run(data_root, ws, scales=[0.5, 1.0])] == ["skipped", "skipped"]
+    assert len(fake.requests) == 2
+    # A probe record (trained at x1) is not the per-scale evaluation of the same scale.
+    [out] = _run(data_root, ws, scales=[0.5], train_per_scale=True)
+    assert out.status == "done" and fake.requests[-1].img_size == (128, 64)
+    per_scale = [r for r in open_workspace_store(ws).query(scale=0.5) if r.train_scale == 0.5]
+    assert len(per_scale) == 1 and per_scale[0].train_run.endswith("-x0.5")
+
+
+def test_frozen_probe_records_the_scale_it_ran_at(fake: FakeAdapter, data_root: Path, tmp_path: Path) -> None:
+    """frozen trains nothing: its probe records are the same evaluations as per-scale ones (shared keys)."""
+    ws = tmp_path / "ws"
+    _run(data_root, ws, scales=[0.5, 1.0], protocol="frozen")
+    assert sorted((r.scale, r.train_scale) for r in open_workspace_store(ws).query()) == [
+        (0.5, 0.5),
+        (1.0, 1.0),
+    ]
+    outs = _run(data_root, ws, scales=[0.5, 1.0], protocol="frozen", train_per_scale=True)
+    assert [o.status for o in outs] == ["skipped", "skipped"] and len(fake.requests) == 1
+
+
+def test_an_adapter_that_ignores_the_probe_is_a_config_error(
+    fake: FakeAdapter, data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(FakeAdapter, "run", lambda self, request, backbone: EvalResult({"mAP": 1.0}, "mAP"))
+    with pytest.raises(ConfigError, match=r"no metrics at x0.5 .*--train-per-scale"):
+        _run(data_root, tmp_path / "ws", scales=[0.5, 1.0])
+    assert not (tmp_path / "ws").exists()  # a fresh workspace with nothing recorded is taken back
 
 
 def test_missing_data_and_bad_options(fake: FakeAdapter, data_root: Path, tmp_path: Path) -> None:

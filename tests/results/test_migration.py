@@ -42,7 +42,7 @@ def _v1_workspace(ws: Path) -> Path:
 def test_an_old_workspace_opens_and_keeps_its_records(tmp_path: Path, record_factory) -> None:
     path = _v1_workspace(tmp_path / "ws")
     store = open_workspace_store(tmp_path / "ws")
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 4
     [old] = store.query()
     assert (old.dataset, old.metrics, old.duration_s) == ("market1501", {"mAP": 12.5}, 3.0)
     assert old.resumed is False and old.resumed_from_step == 0
@@ -94,7 +94,7 @@ def test_a_version_2_store_gains_a_unique_uid_and_keeps_its_rows(tmp_path: Path,
     assert ro.uid == "" and ResultsStore(path, read_only=True).uids() == set()
 
     store = ResultsStore(path)
-    assert store.schema_version() == 3
+    assert store.schema_version() == SCHEMA_VERSION
     [old] = store.query()
     assert (old.resumed, old.resumed_from_step, old.scale, old.uid) == (True, 4, 0.5, "")
     write_record_file(ws, record_factory())
@@ -103,3 +103,42 @@ def test_a_version_2_store_gains_a_unique_uid_and_keeps_its_rows(tmp_path: Path,
         indexes = {row[1]: row[2] for row in conn.execute("PRAGMA index_list(records)")}
         assert indexes["records_uid"] == 1  # unique
         assert conn.execute("SELECT COUNT(*) FROM records WHERE uid IS NULL").fetchone()[0] == 1
+
+
+def test_a_version_3_store_reads_its_rows_as_trained_at_their_own_scale(
+    tmp_path: Path, record_factory
+) -> None:
+    """Version 4 added ``train_scale`` / ``train_run``: an older row was trained at its own scale."""
+    ws = tmp_path / "ws"
+    path = _v1_workspace(ws)
+    with sqlite3.connect(path) as conn:  # the v1 row at scale 0.5, as a version 3 store holds it
+        conn.execute("ALTER TABLE records ADD COLUMN resumed INTEGER NOT NULL DEFAULT 0")
+        conn.execute("ALTER TABLE records ADD COLUMN resumed_from_step INTEGER NOT NULL DEFAULT 0")
+        conn.execute("ALTER TABLE records ADD COLUMN uid TEXT")
+        conn.execute("UPDATE records SET scale = 0.5")
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    [ro] = ResultsStore(path, read_only=True).query()  # read as it is
+    assert (ro.scale, ro.train_scale, ro.train_run) == (0.5, 0.5, "")
+    store = ResultsStore(path)
+    assert store.schema_version() == SCHEMA_VERSION == 4
+    [old] = store.query()
+    assert (old.train_scale, old.train_run) == (0.5, "")
+    with sqlite3.connect(path) as conn:  # the row itself is not rewritten
+        assert conn.execute("SELECT train_scale FROM records").fetchone() == (None,)
+    key = dict(backbone_digest="d1g3st000001", dataset="market1501", protocol="frozen", config_digest="cfg")
+    assert store.has(**key, scale=0.5) and store.has(**key, scale=0.5, train_scale=0.5)
+    assert not store.has(**key, scale=0.5, train_scale=1.0)  # the probe of a model trained at x1 is another
+    store.add(record_factory(scale=0.5, train_scale=1.0, train_run="runs/market1501/x-x1"))
+    new = store.query()[-1]
+    assert (new.scale, new.train_scale, new.train_run) == (0.5, 1.0, "runs/market1501/x-x1")
+    assert store.has(
+        **{
+            **key,
+            "backbone_digest": new.backbone_digest,
+            "dataset": new.dataset,
+            "protocol": new.protocol,
+            "config_digest": new.config_digest,
+        },
+        scale=0.5,
+        train_scale=1.0,
+    )
