@@ -14,6 +14,7 @@ from saip_bench.report.export import (
 )
 from saip_bench.report.plots import PLOT_KINDS, plot
 from saip_bench.report.radar import plot_radar
+from saip_bench.report.robustness import robustness
 from saip_bench.report.scales import build_scale_table, plot_scales
 from saip_bench.report.table import Cell, Column, ReportTable, Row, aggregate, build_report_table
 
@@ -33,6 +34,7 @@ __all__ = [
     "plot_radar",
     "plot_scales",
     "render",
+    "robustness",
     "to_csv",
     "to_json",
     "to_latex",

@@ -128,6 +128,10 @@ def _cell_fields(row: Row, column: Column) -> dict[str, Any]:
     }
     cell = row.cells.get(column.key)
     if cell is None:
+        # A value of the whole row (a scale table's robustness): the dataset and protocol of its cells.
+        first = next(iter(row.cells.values()), None)
+        if first is not None and column.dataset is None:
+            fields.update(dataset=first.records[0].dataset, protocol=first.records[0].protocol)
         return fields
     prov = cell_provenance(cell)
     fields.update(

@@ -63,14 +63,22 @@ def format_value(value: float | None, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
+def column_digits(column: Column, digits: int) -> int:
+    """The decimals ``column`` shows: its own (:attr:`Column.digits`), else the table's ``digits``."""
+    return digits if column.digits is None else column.digits
+
+
 def has_spread(table: ReportTable) -> bool:
     """Whether any cell rests on more than one seed: then every cell shows its spread and count."""
     return any(n > 1 for row in table.rows for _, n in row.spread.values())
 
 
 def cell_text(row: Row, column: Column, digits: int, *, spread: bool, pm: str = "±") -> str:
-    """``mean ± std (n)``, ``mean (1)`` for a single seed, or the bare mean when ``spread`` is off."""
+    """``mean ± std (n)``, ``mean (1)`` for a single seed, or the bare mean when ``spread`` is off (or the
+    cell has no spread, as a robustness figure whose seeds lack a scale); ``column.digits`` wins over
+    ``digits``."""
     value = row.value(column)
+    digits = column_digits(column, digits)
     text = format_value(value, digits)
     if value is None or not spread or column.key not in row.spread:
         return text
@@ -82,9 +90,10 @@ def bold_cells(table: ReportTable, digits: int) -> set[tuple[int, str]]:
     """(row index, column key) of the cells to bold: those showing the same value as a best-marked one."""
     out: set[tuple[int, str]] = set()
     for column in table.columns:
-        best = {format_value(row.value(column), digits) for row in table.rows if column.key in row.best}
+        shown = column_digits(column, digits)
+        best = {format_value(row.value(column), shown) for row in table.rows if column.key in row.best}
         for i, row in enumerate(table.rows):
-            if row.value(column) is not None and format_value(row.value(column), digits) in best:
+            if row.value(column) is not None and format_value(row.value(column), shown) in best:
                 out.add((i, column.key))
     return out
 

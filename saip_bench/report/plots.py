@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from saip_bench.errors import SaipError
 from saip_bench.report.figures import COLUMN_WIDTH_IN, DEFAULT_DPI, plot_format, save_figure
+from saip_bench.report.scales import ROBUSTNESS
 from saip_bench.report.table import ReportTable
 
 if TYPE_CHECKING:
@@ -26,8 +27,10 @@ PLOT_KINDS: tuple[str, ...] = ("auto", "radar", "bars", "scales")
 
 
 def is_scale_table(table: ReportTable) -> bool:
-    """Whether ``table`` is a scale table (:func:`saip_bench.report.scales.build_scale_table`)."""
-    return bool(table.columns) and all(c.scale is not None and c.dataset is None for c in table.columns)
+    """Whether ``table`` is a scale table (:func:`saip_bench.report.scales.build_scale_table`): scale columns,
+    and its robustness column."""
+    columns = [c for c in table.columns if c.key != ROBUSTNESS.key]
+    return bool(columns) and all(c.scale is not None and c.dataset is None for c in columns)
 
 
 def chart_kind(table: ReportTable, kind: str = "auto") -> str:

@@ -43,6 +43,8 @@ class Column:
     dataset: str | None = None
     protocol: str | None = None
     scale: float | None = None
+    #: Decimals this column always shows (a scale table's robustness in percent); None: the table's.
+    digits: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,9 @@ class ReportTable:
         return not self.rows
 
     def all_values(self) -> list[float]:
-        """Every present value, for choosing a display precision."""
-        return [v for row in self.rows for col in self.columns if (v := row.value(col)) is not None]
+        """Every present value, for choosing a display precision (columns with their own digits aside)."""
+        columns = [col for col in self.columns if col.digits is None]
+        return [v for row in self.rows for col in columns if (v := row.value(col)) is not None]
 
 
 def cell_key(record: EvalRecord) -> tuple[str, str, str, float]:

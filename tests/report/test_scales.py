@@ -12,10 +12,12 @@ from saip_bench.report.scales import scales_figure
 
 def test_scale_table_rows_and_columns(sample_records):
     table = build_scale_table(sample_records)
-    assert [c.scale for c in table.columns] == [0.5, 1.0, 1.5]
+    assert [c.scale for c in table.columns] == [0.5, 1.0, 1.5, None]  # the last: robustness
     (row,) = table.rows  # only saip_tiny on market1501 was probed at other scales
-    assert row.labels == ("saip_tiny", "saip", "Market-1501", "frozen", "mAP")
-    assert [row.value(c) for c in table.columns] == [30.0, 41.257, 38.0]
+    assert row.labels == ("saip_tiny", "saip", "Market-1501", "frozen", "mAP", "no training")
+    assert [row.value(c) for c in table.columns] == pytest.approx(
+        [30.0, 41.257, 38.0, 100 * (30 + 38) / 2 / 41.257]
+    )
     assert row.best == {"x1"}
 
 
@@ -32,7 +34,7 @@ def test_missing_scale_is_a_gap_and_rows_follow_dataset_order(make, numbered):
         ]
     )
     table = build_scale_table(records)
-    assert [c.key for c in table.columns] == ["x0.5", "x0.75"]
+    assert [c.key for c in table.columns] == ["x0.5", "x0.75", "robustness"]  # no x1: no robustness
     assert [(r.labels[0], r.labels[2]) for r in table.rows] == [
         ("a", "Market-1501"),
         ("b", "Market-1501"),
@@ -47,8 +49,9 @@ def test_seeds_are_averaged_with_their_spread(seeded_records, seeded_means):
     assert len(rows) == 6  # 3 backbones x Market-1501, PA-100K; the other datasets were not probed
     row = rows[("mae_tiny", "PA-100K")]
     mean = seeded_means["mae_tiny"]["pa100k"]
-    assert [row.value(c) for c in table.columns] == pytest.approx([mean - 10, mean, mean - 10])
-    assert row.spread == {"x0.5": pytest.approx((0.5, 3)), "x1": pytest.approx((0.5, 3)), "x1.5": (0.5, 3)}
+    assert [row.value(c) for c in table.columns[:3]] == pytest.approx([mean - 10, mean, mean - 10])
+    assert row.spread["x0.5"] == pytest.approx((0.5, 3)) and row.spread["x1.5"] == (0.5, 3)
+    assert row.spread["x1"] == pytest.approx((0.5, 3))
     latest = build_scale_table(seeded_records, seeds="latest")
     assert latest.rows[0].spread["x1"] == (0.0, 1)
 
