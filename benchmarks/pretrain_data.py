@@ -12,17 +12,18 @@ does what torch's DataLoader worker does for each batch: ``dataset.__getitems__(
 keys of a shuffled epoch (per image: file read, decode, the views and the composite, written straight into the
 batch's tensors), then ``collate_views`` (which hands that batch on). ``--per-sample`` also times, alternating
 batch by batch, the sample-by-sample path (``dataset[key]`` each, then the stacking collate), and
-``--compare-with GIT_REV`` the views code of an earlier revision (its ``views.py`` and ``composite.py``,
-PIL-based before issue 15), with the ratio. Printed per path: images over the loop's wall time; images over
-the process's CPU time (``time.process_time``), what one core does when the process has it; and, since on a
-shared machine other processes also slow the CPU time (caches, hypervisor), a quiet-core estimate: every batch
-runs ``--repeats`` times in a row, its work the same each time, and the fastest run of each counts. The load
-average comes before and after. Then ``--worker-seconds`` of batches from one real DataLoader worker, timed by
-the worker's own CPU clock: that adds the batch's trip through shared memory, whose fresh pages cost a page
-fault each (about 640 per image, as torch's ``default_collate`` costs any pipeline with batches this size). A
-last pass with a stopwatch around each stage (decode, crop+resize, photometric augmentation by operation,
-normalisation, composite pasting) prints where the time goes, as wall time excluding the stages nested inside;
-the stopwatches cost a few percent, so that pass is not the headline figure.
+``--compare-with GIT_REV`` the views code of an earlier revision (its ``views.py``, ``composite.py`` and
+``image_ops.py``; PIL-based before issue 15; ``HEAD``: the committed code), with the ratio. Printed per path:
+images over the loop's wall time; images over the process's CPU time (``time.process_time``), what one core
+does when the process has it; and, since on a shared machine other processes also slow the CPU time (caches,
+hypervisor), a quiet-core estimate: every batch runs ``--repeats`` times in a row, its work the same each
+time, and the fastest run of each counts. The load average comes before and after. Then ``--worker-seconds``
+of batches from one real DataLoader worker, timed by the worker's own CPU clock: that adds the batch's trip
+through shared memory, whose fresh pages cost a page fault each (about 640 per image, as torch's
+``default_collate`` costs any pipeline with batches this size). A last pass with a stopwatch around each stage
+(decode, crop+resize, photometric augmentation by operation, normalisation, composite pasting) prints where
+the time goes, as wall time excluding the stages nested inside; the stopwatches cost a few percent, so that
+pass is not the headline figure.
 
 Measured on the 2-vCPU development VM while other jobs ran on it, two runs back to back with
 ``--compare-with 63f88f4`` (load average 2.5-2.9): the loader path made 118.0 and 156.2 images/s per core of
@@ -31,7 +32,15 @@ views code it replaced 39.7 and 49.2 on the same batches, alternating: 2.98x and
 150 at load 1.1-3.8: runs at the same load differ up to 2x (the neighbours slow every memory-bound pass), so
 the ratio is the solid figure here, and the quiet-core rate is not known from this machine.
 
-Run: ``python benchmarks/pretrain_data.py [--seconds 20] [--per-sample] [--compare-with 63f88f4]`` (about a
+Then (colour runs as one blend, solarize without ``torch.where``, batch memory reused in one process),
+``--compare-with HEAD`` (the views code of 13bcedc), two runs at load average 4.6 and 3.4 (other jobs
+running): 1.13x and 1.13x by CPU time, 1.15x and 1.12x by each batch's fastest repeat (114.0 / 106.8 images/s
+per core against 100.8 / 94.8; page faults per image 43 / 35 against 630). A real DataLoader worker still pays
+about 635 page faults per image for the fresh shared memory of each batch (about 1.5 ms an image on this VM;
+``madvise(MADV_POPULATE_WRITE)`` does not make it cheaper): the memory cannot be reused there, as the main
+process may still hold the batch.
+
+Run: ``python benchmarks/pretrain_data.py [--seconds 20] [--per-sample] [--compare-with HEAD]`` (about a
 minute).
 """
 
@@ -112,10 +121,13 @@ def per_sample_batch(dataset, keys: list[tuple[int, int]]) -> dict[str, torch.Te
 
 
 def revision_pipeline(rev: str, root: Path, recipe: str, workdir: Path) -> Callable:
-    """``batch(dataset, keys)`` of the views code at git revision ``rev`` (its views.py and composite.py).
+    """``batch(dataset, keys)`` of the views code at git revision ``rev`` (its views.py, composite.py and,
+    where it has one, image_ops.py).
 
-    For a side-by-side figure against an earlier pipeline (``--compare-with``); its images are decoded with
-    PIL and its views collated with its own ``collate_views``, as that revision's dataset did.
+    For a side-by-side figure against an earlier pipeline (``--compare-with``). A revision with tensor image
+    operations (issue 15 on) decodes with its own ``read_image`` and makes the batch as its dataset did
+    (``make_batch`` when its views have it); an older one decodes with PIL and collates with its own
+    ``collate_views``.
     """
     import importlib.util
     import subprocess
@@ -131,17 +143,22 @@ def revision_pipeline(rev: str, root: Path, recipe: str, workdir: Path) -> Calla
     folder = workdir / "revision"
     folder.mkdir()
     modules = {}
-    for name in ("views", "composite"):
-        source = subprocess.run(
-            ["git", "-C", str(repo), "show", f"{rev}:pretrain/{name}.py"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        source = source.replace("from saip_bench.pretrain.views import", "from _rev_views import")
+    names = []
+    for name in ("image_ops", "views", "composite"):
+        shown = subprocess.run(
+            ["git", "-C", str(repo), "show", f"{rev}:pretrain/{name}.py"], capture_output=True, text=True
+        )
+        if shown.returncode != 0:
+            if name == "image_ops":
+                continue  # before issue 15: PIL views, no tensor operations
+            raise SystemExit(f"--compare-with {rev}: {shown.stderr.strip()}")
+        source = shown.stdout
+        for other in ("image_ops", "views"):
+            source = source.replace(f"from saip_bench.pretrain.{other} import", f"from _rev_{other} import")
         (folder / f"_rev_{name}.py").write_text(source)
+        names.append(name)
     sys.path.insert(0, str(folder))
-    for name in ("views", "composite"):
+    for name in names:
         spec = importlib.util.spec_from_file_location(f"_rev_{name}", folder / f"_rev_{name}.py")
         modules[name] = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = modules[name]
@@ -165,15 +182,25 @@ def revision_pipeline(rev: str, root: Path, recipe: str, workdir: Path) -> Calla
         background, size=tuple(v.composite_size), person_size=tuple(v.local_size), alpha=float(v.person_alpha)
     )
     views = modules["views"].SaipViews(multicrop, maker)
+    collate = modules["views"].collate_views
 
-    def batch(dataset, keys: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+    if "image_ops" in modules and hasattr(views, "make_batch"):
+        read_image = modules["image_ops"].read_image
+
+        def batch(dataset, keys: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+            items = ((read_image(paths[i]), sample_rng(dataset.seed, e, i)) for e, i in keys)
+            return collate(views.make_batch(len(keys), items))
+
+        return batch
+
+    def pil_batch(dataset, keys: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
         samples = []
         for epoch, index in keys:
             with Image.open(paths[index]) as img:
                 samples.append(views(img.convert("RGB"), sample_rng(dataset.seed, epoch, index)))
-        return modules["views"].collate_views(samples)
+        return collate(samples)
 
-    return batch
+    return pil_batch
 
 
 def minor_faults() -> int:
@@ -294,14 +321,13 @@ def install(watch: Stopwatch) -> list[tuple[object, str, object]]:
     stages = [
         ((image_ops, composite), "read_image", "decode (file read + JPEG decode), person + background"),
         ((views, composite), "resized_crop", "crop + resize (uint8, antialiased), every view + background"),
-        ((views,), "adjust_brightness", "augment: brightness"),
-        ((views,), "adjust_contrast", "augment: contrast"),
-        ((views,), "adjust_saturation", "augment: saturation"),
-        ((views,), "adjust_hue", "augment: hue"),
+        ((views,), "channel_means", "augment: contrast means"),
+        ((views,), "apply_hue", "augment: hue (with the colour operations before it)"),
         ((views,), "gaussian_blur", "augment: Gaussian blur"),
-        ((views,), "to_grayscale", "augment: grey (also inside saturation)"),
+        ((views,), "colour_plane", "augment: grey"),
         ((views,), "solarize", "augment: solarize"),
-        ((views, composite), "normalize", "to float / normalise into the output"),
+        ((views,), "normalize", "to float / normalise into the output"),
+        ((views,), "normalize_mapped", "to float / normalise into the output"),
     ]
     undo = []
     for modules, name, stage in stages:
@@ -311,16 +337,16 @@ def install(watch: Stopwatch) -> list[tuple[object, str, object]]:
             undo.append((module, name, getattr(module, name)))
             setattr(module, name, timed)
     for cls, name, stage in (
+        (image_ops.ColourMap, "apply", "augment: brightness / contrast / saturation (one blend a run)"),
         (views.PhotometricAugment, "__call__", "augment: flip, coin flips, draws"),
         (composite.CompositeMaker, "__call__", "composite: paste positions, blend, masks"),
         (views.MultiCropViews, "__call__", "views: crop boxes, small copy, allocation, glue"),
+        (views.BatchMemory, "tensor", "batch tensors (allocation)"),
     ):
         undo.append((cls, name, getattr(cls, name)))
         setattr(cls, name, watch.wrap(stage, getattr(cls, name)))
     undo.append((views, "collate_views", views.collate_views))
     views.collate_views = watch.wrap("collate (the batch is made in place: a hand-over)", views.collate_views)
-    undo.append((views, "_batch_tensor", views._batch_tensor))
-    views._batch_tensor = watch.wrap("batch tensors (allocation)", views._batch_tensor)
     return undo
 
 
@@ -367,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     p.add_argument(
         "--compare-with", metavar="GIT_REV", default=None,
-        help="also time the views code of this revision (e.g. 63f88f4, PIL-based), alternating",
+        help="also time the views code of this revision (HEAD, or 63f88f4: PIL-based), alternating",
     )  # fmt: skip
     p.add_argument(
         "--worker-seconds", type=float, default=10.0,
@@ -393,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.per_sample:
             paths["per sample (__getitem__ x B + stacking collate)"] = per_sample_batch
         if args.compare_with:
-            paths[f"views code at {args.compare_with} (PIL)"] = revision_pipeline(
+            paths[f"views code at {args.compare_with}"] = revision_pipeline(
                 args.compare_with, root, args.recipe, Path(tmp)
             )
         run(paths, dataset, keys, args.warmup_seconds)  # allocator, caches
@@ -423,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
         if args.compare_with:
             ours = results["loader (__getitems__ + collate)"]
-            theirs = results[f"views code at {args.compare_with} (PIL)"]
+            theirs = results[f"views code at {args.compare_with}"]
             print(
                 f"loader path / views code at {args.compare_with}: {theirs[2] / ours[2]:.2f}x by CPU time, "
                 f"{theirs[4] / ours[4]:.2f}x by each batch's fastest repeat (same batches, alternating)"

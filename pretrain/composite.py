@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from saip_bench.errors import DataFormatError
-from saip_bench.pretrain.image_ops import normalize, read_image, resized_crop, to_uint8_tensor
+from saip_bench.pretrain.image_ops import read_image, resized_crop, to_uint8_tensor
 from saip_bench.pretrain.views import IMAGENET_MEAN, IMAGENET_STD, PhotometricAugment, random_resized_crop_box
 
 __all__ = [
@@ -159,7 +159,9 @@ class CompositeMaker:
         img = to_uint8_tensor(self.background(rng))
         box = random_resized_crop_box(img.shape[2], img.shape[1], self.bg_scale, self.bg_ratio, rng)
         x = resized_crop(img, box, self.size, interpolation=self.interpolation)
-        return normalize(self.bg_aug(x, rng), IMAGENET_MEAN, IMAGENET_STD, out=out)
+        if out is None:
+            out = torch.empty(3, *self.size)
+        return self.bg_aug(x, rng, out=out, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
     def __call__(
         self,

@@ -11,9 +11,10 @@ whatever the number of data-loader workers and resumes exactly.
 
 The views are made on tensors (see image_ops.py): the image is decoded once to ``uint8``, each crop is one
 antialiased ``uint8`` resample straight to its output size, the photometric augmentations run in place on
-the small float crop, and each view is normalised once, straight into its slot of the output tensor; a
-data-loader batch is made in place (:meth:`SaipViews.make_batch`). Side by side on one core, 2.4-3.2x the
-samples a second of the PIL pipeline this replaced (``benchmarks/pretrain_data.py``).
+the small float crop (a run of colour operations as one pass), and each view is normalised once, straight
+into its slot of the output tensor; a data-loader batch is made in place (:meth:`SaipViews.make_batch`), in
+the memory of an earlier batch once nothing holds that (:class:`BatchMemory`). Side by side on one core,
+2.4-3.2x the samples a second of the PIL pipeline this replaced (``benchmarks/pretrain_data.py``).
 """
 
 from __future__ import annotations
@@ -28,16 +29,16 @@ from PIL import Image
 from torch.utils.data import default_collate, get_worker_info
 
 from saip_bench.pretrain.image_ops import (
-    adjust_brightness,
-    adjust_contrast,
-    adjust_hue,
-    adjust_saturation,
+    ColourMap,
+    apply_hue,
     area_downsample,
+    channel_means,
+    colour_plane,
     gaussian_blur,
     normalize,
+    normalize_mapped,
     resized_crop,
     solarize,
-    to_grayscale,
     to_uint8_tensor,
 )
 
@@ -49,6 +50,7 @@ __all__ = [
     "RESCALE_CHOICES",
     "MultiCropViews",
     "SaipViews",
+    "BatchMemory",
     "ViewBatch",
     "collate_views",
     "draw_rescale_factors",
@@ -134,41 +136,85 @@ class PhotometricAugment:
             solarize_p,
         )
 
-    def _jitter(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    def _jitter(self, x: torch.Tensor, rng: np.random.Generator, colour: ColourMap) -> torch.Tensor:
+        """ColorJitter: draws the factors and the order, and runs the four as few passes as it can.
+
+        Each operation clamps after it only where it can leave the valid range (a factor above 1, any hue
+        turn), as torchvision's; the operations between two clamps are composed in ``colour``
+        (:class:`~saip_bench.pretrain.image_ops.ColourMap`) and applied at the clamp. Returns the image,
+        with ``colour`` holding what is still to apply to it.
+        """
         brightness, contrast, saturation, hue = self.jitter
-        ops: list[tuple[Callable[[torch.Tensor, float], torch.Tensor], float]] = []
+        ops: list[tuple[int, float]] = []
         if brightness > 0:
-            ops.append((adjust_brightness, rng.uniform(max(0.0, 1 - brightness), 1 + brightness)))
+            ops.append((0, rng.uniform(max(0.0, 1 - brightness), 1 + brightness)))
         if contrast > 0:
-            ops.append((adjust_contrast, rng.uniform(max(0.0, 1 - contrast), 1 + contrast)))
+            ops.append((1, rng.uniform(max(0.0, 1 - contrast), 1 + contrast)))
         if saturation > 0:
-            ops.append((adjust_saturation, rng.uniform(max(0.0, 1 - saturation), 1 + saturation)))
+            ops.append((2, rng.uniform(max(0.0, 1 - saturation), 1 + saturation)))
         if hue > 0:
-            ops.append((adjust_hue, rng.uniform(-hue, hue)))
+            ops.append((3, rng.uniform(-hue, hue)))
+        means = None  # channel means of x, once a contrast needs them
         # torchvision's ColorJitter applies the four in a random order; so do we.
         for i in rng.permutation(len(ops)):
             op, factor = ops[i]
-            x = op(x, float(factor))
+            factor = float(factor)
+            if op == 3:
+                x, means = apply_hue(x, factor, colour), None
+                continue
+            if op == 0:
+                colour.scale(factor)
+            elif op == 1:
+                means = means or channel_means(x)
+                colour.blend_with_mean(factor, means)
+            else:
+                colour.saturate(factor)
+            if factor > 1:
+                x, means = colour.apply(x, clamp=True), None
         return x
 
-    def __call__(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    def __call__(
+        self,
+        x: torch.Tensor,
+        rng: np.random.Generator,
+        *,
+        out: torch.Tensor | None = None,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> torch.Tensor:
         """Augment a ``(3, H, W)`` float image on the 0-255 scale, in place where possible.
 
+        With ``out`` (a ``(3, H, W)`` slot) the result is normalised with ``mean`` and ``std`` (on the 0-1
+        scale, ImageNet's by default) straight into it, the last colour operations folded into that pass;
+        the coins and parameters are drawn in the same order either way.
+
         Returns:
-            The augmented image: ``(3, H, W)``, or ``(1, H, W)`` when it was turned grey (the channel
-            broadcasts in :func:`saip_bench.pretrain.image_ops.normalize`).
+            ``out``, or the augmented image: ``(3, H, W)``, or ``(1, H, W)`` when it was turned grey (the
+            channel broadcasts in :func:`saip_bench.pretrain.image_ops.normalize`).
         """
         if rng.random() < self.flip_p:
             x = x.flip(-1)
+        colour = ColourMap()
         if rng.random() < self.jitter_p:
-            x = self._jitter(x, rng)
+            x = self._jitter(x, rng, colour)
         if rng.random() < self.grayscale_p:
-            x = to_grayscale(x)
-        if rng.random() < self.blur_p:
-            x = gaussian_blur(x, rng.uniform(*self.blur_sigma))
-        if rng.random() < self.solarize_p:
-            x = solarize(x)
-        return x
+            row, c = colour.grey_row()
+            colour = ColourMap()
+            x = colour_plane(x, row, c)
+        blur = rng.random() < self.blur_p
+        sigma = rng.uniform(*self.blur_sigma) if blur else 0.0
+        solar = rng.random() < self.solarize_p
+        if blur or solar or out is None:
+            x = colour.apply(x)
+            if blur:
+                x = gaussian_blur(x, sigma)
+            if solar:
+                x = solarize(x)
+            if out is None:
+                return x
+        if colour.is_identity():
+            return normalize(x, mean, std, out=out)
+        return normalize_mapped(x, colour, mean, std, out=out)
 
 
 class MultiCropViews:
@@ -240,7 +286,7 @@ class MultiCropViews:
         """One random resized crop of ``img``, augmented and normalised into ``out``."""
         box = random_resized_crop_box(img.shape[2], img.shape[1], scale, self.ratio, rng)
         x = resized_crop(img, box, size, interpolation=self.interpolation)
-        normalize(aug(x, rng), IMAGENET_MEAN, IMAGENET_STD, out=out)
+        aug(x, rng, out=out, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
     def __call__(
         self,
@@ -332,7 +378,9 @@ class SaipViews:
         shared memory, as torch's ``default_collate`` does, so it reaches the main process without a copy.
         ``items`` is consumed lazily (each image can be decoded just before its views are made).
         """
-        batch = {key: _batch_tensor(shape) for key, shape in self.batch_shapes(batch_size).items()}
+        if not hasattr(self, "_memory"):  # made lazily: unpickled copies (loader workers) start without one
+            self._memory = BatchMemory()
+        batch = {key: self._memory.tensor(shape) for key, shape in self.batch_shapes(batch_size).items()}
         samples = ViewBatch(batch)
         for b, (img, rng) in enumerate(items):
             if b >= batch_size:
@@ -362,13 +410,52 @@ class ViewBatch(list):
         self.batch = batch
 
 
-def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
-    if get_worker_info() is None:
-        return torch.empty(shape)
+class BatchMemory:
+    """The memory of earlier batches, reused for a new one once nothing else holds it (in one process).
+
+    A batch of the paper recipe is about 20 MB; freshly allocated, every page of it costs a page fault on its
+    first write (about 640 per image, over a tenth of the views' time), and glibc returns such blocks to the
+    system or not depending on its adaptive thresholds, so the cost came and went from run to run. A block
+    is reused only when the pool's reference is the last one (the batch, and every view of it, is gone), so
+    a consumer that keeps batches keeps their contents. In a data-loader worker the batch goes to shared
+    memory instead, as ``default_collate`` puts it (the main process may hold it while the worker goes on).
+    """
+
+    def __init__(self, capacity: int = 8) -> None:
+        self.capacity = capacity
+        self._blocks: list[torch.UntypedStorage] = []
+
+    def __getstate__(self) -> dict:
+        return {"capacity": self.capacity, "_blocks": []}  # a copy (a worker) starts empty
+
+    def tensor(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """An uninitialised float32 tensor of ``shape``: a free block of that size, or a new one."""
+        if get_worker_info() is not None:
+            return _shared_tensor(shape)
+        nbytes = math.prod(shape) * 4
+        for block in self._blocks:
+            if block.nbytes() == nbytes and _only_reference(block):
+                return torch.empty(0, dtype=torch.float32).set_(block, 0, shape)
+        out = torch.empty(shape, dtype=torch.float32)
+        if len(self._blocks) < self.capacity and _only_reference is not _never:
+            self._blocks.append(out.untyped_storage())
+        return out
+
+
+def _shared_tensor(shape: tuple[int, ...]) -> torch.Tensor:
     # In a loader worker, allocate in shared memory as default_collate does, so that sending the batch to
     # the main process moves no data.
     storage = torch.empty(0)._typed_storage()._new_shared(math.prod(shape), device="cpu")
     return torch.empty(0).new(storage).view(shape)
+
+
+def _never(block: torch.UntypedStorage) -> bool:
+    return False
+
+
+_use_count = getattr(torch._C, "_storage_Use_Count", None)
+# The pool's own reference is the only one: no tensor (or view) uses the block any more.
+_only_reference = _never if _use_count is None else (lambda block: _use_count(block._cdata) == 1)
 
 
 def collate_views(samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -158,3 +158,73 @@ def test_area_downsample_equals_torch_area_interpolation(shape, size):
     out = torch.empty(3, *size)
     assert ops.area_downsample(x, size, out=out) is out
     torch.testing.assert_close(out, expected)
+
+
+def test_solarize_is_exact_at_the_threshold():
+    x = _float(9)
+    x[0, 0, :8] = torch.tensor([0.0, 127.5, 127.99999, 128.0, 128.00002, 200.3, 255.0, 64.0])
+    torch.testing.assert_close(ops.solarize(x), torch.where(x >= 128, 255.0 - x, x), atol=0, rtol=0)
+    torch.testing.assert_close(ops.solarize(x, 100.0), torch.where(x >= 100, 255.0 - x, x), atol=0, rtol=0)
+
+
+def _sequential(x: torch.Tensor, steps) -> torch.Tensor:
+    """The colour operations one by one (the reference the composed map must equal)."""
+    by_name = {
+        "brightness": ops.adjust_brightness,
+        "contrast": ops.adjust_contrast,
+        "saturation": ops.adjust_saturation,
+        "hue": ops.adjust_hue,
+    }
+    for name, factor in steps:
+        x = by_name[name](x, factor)
+    return x
+
+
+def _composed(x: torch.Tensor, steps) -> tuple[torch.Tensor, ops.ColourMap]:
+    """The same steps through a ColourMap, applied only at the clamps (as the views do)."""
+    colour, means = ops.ColourMap(), None
+    for name, factor in steps:
+        if name == "hue":
+            x, means = ops.apply_hue(x, factor, colour), None
+            continue
+        if name == "brightness":
+            colour.scale(factor)
+        elif name == "contrast":
+            means = means or ops.channel_means(x)
+            colour.blend_with_mean(factor, means)
+        else:
+            colour.saturate(factor)
+        if factor > 1:
+            x, means = colour.apply(x, clamp=True), None
+    return x, colour
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_composed_colour_run_equals_the_operations_one_by_one(seed):
+    rng = np.random.default_rng(seed)
+    x = _float(seed, (20, 12))
+    names = ["brightness", "contrast", "saturation", "hue"]
+    steps = [
+        (names[i], float(rng.uniform(-0.1, 0.1) if names[i] == "hue" else rng.uniform(0.6, 1.4)))
+        for i in rng.permutation(4)
+    ]
+    expected = _sequential(x.clone(), steps)
+    got, colour = _composed(x.clone(), steps)
+    out = torch.empty(3, 20, 12)
+    assert ops.normalize_mapped(got, colour, IMAGENET_MEAN, IMAGENET_STD, out=out) is out
+    torch.testing.assert_close(out, ops.normalize(expected, IMAGENET_MEAN, IMAGENET_STD), atol=3e-5, rtol=0)
+    row, c = colour.grey_row()
+    torch.testing.assert_close(ops.colour_plane(got, row, c), ops.to_grayscale(expected), atol=2e-3, rtol=0)
+    # of 255: float32 rounding only (the clamps are where they were)
+    torch.testing.assert_close(colour.apply(got), expected, atol=2e-3, rtol=0)
+
+
+def test_colour_map_of_factors_below_one_never_clamps_and_identity_is_free():
+    x = _float(10)
+    colour = ops.ColourMap()
+    assert colour.is_identity() and colour.apply(x) is x
+    steps = [("contrast", 0.7), ("brightness", 0.8), ("saturation", 0.9)]
+    got, colour = _composed(x.clone(), steps)
+    assert torch.equal(got, x) and not colour.is_identity()  # nothing applied yet: one blend at the end
+    torch.testing.assert_close(colour.apply(got), _sequential(x.clone(), steps), atol=2e-3, rtol=0)
+    assert colour.is_identity()  # applying resets the map

@@ -213,3 +213,25 @@ def test_make_batch_equals_collating_the_samples():
     assert torch.equal(collate_views(list(made))["locals"], expected["locals"])  # any collate sees samples
     with pytest.raises(ValueError, match="batch_size"):
         views.make_batch(2, ((im, sample_rng(0, 0, 0)) for im in imgs))
+
+
+def test_make_batch_reuses_memory_only_once_nothing_holds_it():
+    views = SaipViews(MultiCropViews(global_size=(32, 16), local_size=(16, 8), local_crops_number=2))
+    imgs = [_person(i) for i in range(2)]
+
+    def batch(epoch):
+        return collate_views(
+            views.make_batch(2, ((im, sample_rng(0, epoch, i)) for i, im in enumerate(imgs)))
+        )
+
+    first = batch(0)
+    kept = first["globals"].clone()
+    second = batch(1)  # the first is still held: other memory, its contents untouched
+    assert first["globals"].data_ptr() != second["globals"].data_ptr()
+    assert torch.equal(first["globals"], kept) and not torch.equal(second["globals"], kept)
+    ptr, view_of_first = first["globals"].data_ptr(), first["locals"][1:]
+    del first
+    third = batch(2)  # first's globals are free (its locals live on in a view)
+    assert third["globals"].data_ptr() == ptr
+    assert view_of_first.data_ptr() not in {t.data_ptr() for t in third.values()}
+    assert torch.equal(third["globals"], batch(2)["globals"])  # reused memory, same views
