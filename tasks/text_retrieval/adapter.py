@@ -143,7 +143,11 @@ class TextRetrievalAdapter(Task):
 
     def linear(self, request: EvalRequest, model: nn.Module, data: RetrievalData) -> tuple[dict, None]:
         """The feature probe: image features of the frozen backbone cached once (standardised with the
-        training split's statistics), the text encoder and both projections trained on them."""
+        training split's statistics), the text encoder and both projections trained on them.
+
+        The statistics are set in the model (:meth:`RetrievalModel.set_feature_stats`), so :meth:`evaluate`
+        on images (the scale probe) standardises the backbone's features as the probe did.
+        """
         cfg = request.config
         device = torch.device(request.device)
         backbone = self.backbone_of(model).requires_grad_(False)
@@ -155,9 +159,8 @@ class TextRetrievalAdapter(Task):
                 description=f"features {name}",
             )  # fmt: skip
         # Standardised features (train statistics): frozen backbones differ wildly in feature scale, and the
-        # projection then trains with one learning rate for all of them.
-        mean, std = feats["train"].mean(0), feats["train"].std(0).clamp_min(1e-6)
-        feats = {name: (value - mean) / std for name, value in feats.items()}
+        # projection then trains with one learning rate for all of them. The model applies them.
+        model.set_feature_stats(feats["train"].mean(0), feats["train"].std(0).clamp_min(1e-6))
         train, image_index = data.train, torch.as_tensor(data.train.image_index)
 
         def loss_fn(head: nn.Module, rows: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -19,6 +19,11 @@ class RetrievalModel(nn.Module):
         num_classes: training identities for the ID loss (0: no classifier).
         backbone: the image backbone; None for a model only ever fed cached features. Either way a 2-D input
             ``(B, image_dim)`` is taken as cached features (the linear probe's) and skips the backbone.
+
+    Image features, from the backbone or cached, are standardised with the buffers ``feature_mean`` and
+    ``feature_std`` before the projection: the identity (0 and 1) unless :meth:`set_feature_stats` is called,
+    as the linear probe does with its training split's statistics. Being part of the model, they are saved
+    with the head and apply when the model is later evaluated on images (the scale probe).
     """
 
     def __init__(
@@ -30,6 +35,9 @@ class RetrievalModel(nn.Module):
         self.image_proj = nn.Linear(image_dim, dim)
         self.text_proj = nn.Linear(int(text_encoder.embed_dim), dim)
         self.classifier = nn.Linear(dim, num_classes, bias=False) if num_classes > 0 else None
+        self.register_buffer("feature_mean", torch.zeros(image_dim))
+        self.register_buffer("feature_std", torch.ones(image_dim))
+        self.register_load_state_dict_pre_hook(_identity_stats_if_missing)
         # Registered last: the head's parameters come first in the optimizer, as they always have.
         self.backbone = backbone
 
@@ -41,7 +49,13 @@ class RetrievalModel(nn.Module):
                     f"a model without backbone takes (B, image_dim) features, got {tuple(x.shape)}"
                 )
             x = self.backbone(x)
-        return self.image_proj(x.float())
+        return self.image_proj((x.float() - self.feature_mean) / self.feature_std)
+
+    @torch.no_grad()
+    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardise image features with this ``(image_dim,)`` mean and std from now on."""
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std)
 
     def embed_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, L)`` token ids -> ``(B, dim)`` embeddings."""
@@ -55,6 +69,19 @@ class RetrievalModel(nn.Module):
         if self.classifier is None:
             return image, text, None, None
         return image, text, self.classifier(image), self.classifier(text)
+
+
+def _identity_stats_if_missing(module: RetrievalModel, state_dict: dict, prefix: str, *args) -> None:
+    """A whole model saved before the feature statistics existed: fill in the identity it behaved as.
+
+    Only a state with backbone weights (a fine-tune's model or checkpoint, whose features were never
+    standardised) gets them. An older linear-probe head (no backbone keys) was trained on standardised
+    features whose statistics it did not save: it stays missing both keys, and a strict load names them.
+    """
+    if not any(key.startswith(prefix + "backbone.") for key in state_dict):
+        return
+    for name, fill in (("feature_mean", torch.zeros_like), ("feature_std", torch.ones_like)):
+        state_dict.setdefault(prefix + name, fill(getattr(module, name)))
 
 
 def embed_batched(fn, inputs: torch.Tensor, *, device: torch.device, batch_size: int = 256) -> torch.Tensor:

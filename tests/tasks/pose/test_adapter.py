@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -259,11 +260,20 @@ def test_smoke_finetune_beats_the_untrained_head(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_smoke_wholebody_finetune_learns_every_large_part(tmp_path: Path) -> None:
-    """COCO-WholeBody smoke at the demo's size: the body, foot and face APs beat the untrained head's.
+def test_smoke_wholebody_finetune_learns_every_part(
+    tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    """COCO-WholeBody smoke at the demo's size: every part's AP (body, foot, face, both hands) beats the
+    untrained head's.
 
-    The whole-body AP itself stays near 0 at this budget (even the median pose in the box scores ~0.03: the
-    hands' OKS sigmas need near-pixel accuracy), so it is not what this checks.
+    Measured, untrained -> trained, seeds 0 (this test) / 1 / 2: body_AP 0.0 -> 0.96 / 0.33 / 0.48, foot_AP
+    5.4 -> 12.2, 4.8 -> 13.1, 4.9 -> 9.7, face_AP 12.2 -> 29.8, 11.6 -> 33.7, 11.1 -> 31.2, lefthand_AP
+    0.25 -> 1.20, 0.20 -> 2.73, 0.27 -> 2.53, righthand_AP 0.23 -> 0.72, 0.04 -> 0.83, 0.18 -> 0.60 (the
+    hands' AR 1-3 -> 7-8 on all three), whole-body AP 0.000 -> 0.003 / 0.010 / 0.006. The hands move little
+    in absolute terms but 2-20x on every seed, so they are asserted.
+    The whole-body AP stays near 0 at this budget: its OKS averages all 133 points, 110 of them face and hand
+    points whose sigmas (median 0.011 and 0.024) need an error within ~3 and ~6 % of the person's scale,
+    a GPU-scale budget (README, pose). It is reported (failure message, junit property), not asserted to move.
     """
     data = tmp_path / "coco_wholebody"
     DATASETS.get("coco_wholebody").write_synth(data, ids=1, images=192, seed=0)
@@ -271,6 +281,8 @@ def test_smoke_wholebody_finetune_learns_every_large_part(tmp_path: Path) -> Non
         "coco_wholebody", data, tmp_path / "u", lr=1e-12, epochs=1, max_steps_per_epoch=1
     )
     trained = _smoke_metrics("coco_wholebody", data, tmp_path / "t")
-    for part in ("body", "foot", "face"):
-        assert trained[f"{part}_AP"] > untrained[f"{part}_AP"], (part, untrained, trained)
-    assert trained["AP"] >= untrained["AP"]
+    whole_body = f"whole-body AP {untrained['AP']:.3f} -> {trained['AP']:.3f}"
+    record_property("wholebody_AP", {"untrained": untrained["AP"], "trained": trained["AP"]})  # junit xml
+    for part in ("body", "foot", "face", "lefthand", "righthand"):
+        assert trained[f"{part}_AP"] > untrained[f"{part}_AP"], (part, whole_body, untrained, trained)
+    assert trained["AP"] >= untrained["AP"], (whole_body, untrained, trained)

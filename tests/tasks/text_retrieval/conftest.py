@@ -42,3 +42,15 @@ def cuhk_big(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cuhk_big") / "CUHK-PEDES"
     DATASETS.get("cuhk_pedes").write_synth(out, ids=40, images=160, seed=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def cuhk_wide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """320 identities, 2 images each: 192 / 64 / 64 identities in train / val / test.
+
+    128 test images and 256 test captions: chance R1 is 1/64 and one caption more or less is 0.4 points, so
+    R1 has the resolution 8 test identities lack (there one caption is 1.6 points and chance 1/8).
+    """
+    out = tmp_path_factory.mktemp("cuhk_wide") / "CUHK-PEDES"
+    DATASETS.get("cuhk_pedes").write_synth(out, ids=320, images=640, seed=1)
+    return out

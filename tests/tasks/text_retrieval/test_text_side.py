@@ -87,3 +87,36 @@ def test_retrieval_loss_combines_weighted_terms() -> None:
     assert set(retrieval_loss(image, text, pids, weights={"sdm": 0, "id": 0})) == {"loss", "itc"}
     with pytest.raises(ValueError, match="zero"):
         retrieval_loss(image, text, pids, weights={"itc": 0, "sdm": 0, "id": 0})
+
+
+def test_feature_stats_standardise_images_and_older_states_load() -> None:
+    """The buffers standardise every image feature; a fine-tune state saved before them still loads."""
+    torch.manual_seed(0)
+    tok = WordTokenizer.build(CAPTIONS, max_len=16)
+
+    def model(backbone: torch.nn.Module | None) -> RetrievalModel:
+        encoder = TransformerTextEncoder(len(tok), max_len=16, width=32, depth=1, heads=2)
+        return RetrievalModel(encoder, image_dim=3, dim=16, backbone=backbone)
+
+    pool = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    net = model(pool).eval()
+    images = torch.randn(4, 3, 8, 4)
+    identity = net.embed_image(images)
+    assert torch.equal(identity, net.image_proj(pool(images)))  # the default changes nothing
+    mean, std = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([2.0, 0.5, 4.0])
+    net.set_feature_stats(mean, std)
+    assert torch.allclose(net.embed_image(images), net.image_proj((pool(images) - mean) / std))
+    assert torch.allclose(net.embed_image(pool(images)), net.embed_image(images))  # cached features too
+    assert torch.equal(net.state_dict()["feature_std"], std)
+
+    # A fine-tune's model or checkpoint from before the buffers: strict load, the identity filled in.
+    older_finetune = {
+        k: v for k, v in model(torch.nn.Linear(3, 3)).state_dict().items() if not k.startswith("feature_")
+    }
+    again = model(torch.nn.Linear(3, 3))
+    again.set_feature_stats(mean, std)
+    again.load_state_dict(older_finetune)
+    assert again.feature_mean.eq(0).all() and again.feature_std.eq(1).all()
+    older_head = {k: v for k, v in model(None).state_dict().items() if not k.startswith("feature_")}
+    with pytest.raises(RuntimeError, match="feature_mean.*feature_std"):
+        model(None).load_state_dict(older_head)  # a linear head's statistics were never saved
