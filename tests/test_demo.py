@@ -1,14 +1,30 @@
 """``saip demo`` end to end on tiny settings: every stage runs, the report has every backbone x dataset, and a
-rerun reuses the workspace instead of repeating work."""
+rerun reuses the workspace instead of repeating work.
+
+One real demo, started as a user starts it (the ``saip`` console script in a fresh process, one thread, no
+``SAIP_WORKSPACE``), serves every check here: its printed stages and table, then its workspace (exports,
+records, the report table) and an in-process rerun on that workspace. CI's own ``saip demo`` run covers every
+dataset; two datasets of different tasks and protocols keep this one short.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from saip_bench.demo import demo_protocol, run_demo
+from saip_bench.demo import DEMO_METHODS, demo_protocol, run_demo
+from saip_bench.report.table import build_report_table
 from saip_bench.results import open_workspace_store
+
+SCRIPT = Path(sys.executable).with_name("saip")
+SAIP = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "saip_bench.cli.app"]
+#: A probe dataset of two tasks: re-ID (frozen retrieval) and attributes (a linear head).
+DATASETS = ("market1501", "pa100k")
+STEPS = 2
 
 
 def test_demo_prefers_the_fast_probe_protocols() -> None:
@@ -17,34 +33,68 @@ def test_demo_prefers_the_fast_probe_protocols() -> None:
     assert demo_protocol(("finetune",)) == "finetune"
 
 
-@pytest.mark.slow
-def test_demo_runs_every_stage_and_is_idempotent(tmp_path: Path) -> None:
-    stages: list[tuple[str, str]] = []
-    # Two datasets keep the test short; CI's full `saip demo` run covers every dataset.
-    datasets = ("market1501", "lip")
-    result = run_demo(
-        tmp_path,
-        pretrain_steps=2,
-        methods=("mae",),
-        datasets=datasets,
-        on_stage=lambda s, d: stages.append((s, d)),
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``saip demo --workspace ws --dataset market1501 --dataset pa100k --steps 2`` in a fresh process:
+    (the workspace, what it printed)."""
+    cwd = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+    env.pop("SAIP_WORKSPACE", None)
+    args = ["demo", "--workspace", "ws", "--steps", str(STEPS), "--device", "cpu"]
+    for name in DATASETS:
+        args += ["--dataset", name]
+    result = subprocess.run(
+        [*SAIP, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+        check=False,
     )
+    assert result.returncode == 0, f"saip demo exited {result.returncode}:\n{result.stdout}"
+    return cwd / "ws", result.stdout
 
-    assert (tmp_path / "runs" / "pretrain" / "mae" / "backbone.safetensors").is_file()
-    assert {name for name, _ in stages} >= {"data", "pretrain", "evaluate"}
-    table = result.table
-    assert table is not None
-    # One row per backbone (the untrained reference and the export, named after its run folder) ...
-    assert len(table.rows) == 2
-    assert any("mae" in " ".join(row.labels) for row in table.rows)
+
+@pytest.mark.slow
+def test_demo_from_a_shell_runs_every_stage(demo_run: tuple[Path, str]) -> None:
+    ws, out = demo_run
+    assert "Traceback" not in out and "demo finished" in out
+    for stage in ("data:", "pretrain:", "evaluate:"):
+        assert stage in out, stage
+    assert "market1501 (frozen)" in out and "pa100k (linear)" in out
+    assert (ws / "results.sqlite").is_file()
+    for method in DEMO_METHODS:
+        assert (ws / "runs" / "pretrain" / method / "backbone.safetensors").is_file(), method
+    assert not (ws / "data" / "coco").exists()  # only the datasets asked for are written
+
+
+@pytest.mark.slow
+def test_demo_reports_every_backbone_on_every_dataset(demo_run: tuple[Path, str]) -> None:
+    ws, _ = demo_run
+    records = open_workspace_store(ws).query()
+    table = build_report_table(records)
+    # One row per backbone (the untrained reference and one export per method, named after its run folder) ...
+    assert len(table.rows) == 1 + len(DEMO_METHODS)
+    for method in DEMO_METHODS:
+        assert any(method in " ".join(row.labels) for row in table.rows), method
     # ... and one column per dataset that has an adapter, every cell filled.
-    assert len(table.columns) == len(datasets)
+    assert len(table.columns) == len(DATASETS)
     for row in table.rows:
         assert all(row.value(col) is not None for col in table.columns)
+    assert len(records) == len(table.rows) * len(DATASETS)
 
-    records = len(open_workspace_store(tmp_path).query())
-    assert records == 2 * len(datasets)
-    assert not (tmp_path / "data" / "coco").exists()  # only the datasets asked for are written
-    rerun = run_demo(tmp_path, pretrain_steps=2, methods=("mae",), datasets=datasets)
-    assert len(open_workspace_store(tmp_path).query()) == records  # skipped, not recomputed
-    assert [r.values for r in rerun.table.rows] == [r.values for r in table.rows]
+
+@pytest.mark.slow
+def test_demo_rerun_reuses_the_workspace(demo_run: tuple[Path, str]) -> None:
+    ws, _ = demo_run
+    before = build_report_table(open_workspace_store(ws).query())
+    stages: list[tuple[str, str]] = []
+    rerun = run_demo(ws, pretrain_steps=STEPS, datasets=DATASETS, on_stage=lambda s, d: stages.append((s, d)))
+    # Nothing pretrained again (the per-method stage is only entered for a missing export) ...
+    assert [detail for name, detail in stages if name == "pretrain"] == [", ".join(DEMO_METHODS)]
+    # ... and every evaluation skipped, not recomputed: the same records and the same table.
+    assert len(open_workspace_store(ws).query()) == len(before.rows) * len(DATASETS)
+    assert rerun.table is not None
+    assert [r.values for r in rerun.table.rows] == [r.values for r in before.rows]
