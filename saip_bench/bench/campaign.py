@@ -23,6 +23,9 @@
       nproc_per_node: 8               # torchrun: one job over this many processes
       slurm: {partition: gpu, gpus_per_node: 1, cpus_per_task: 8, mem_gb: 64, time_min: 720}
 
+A campaign may also write synthetic data, pretrain backbones and write its report itself (the keys
+``synthetic_data``, ``pretrain``, ``report``: :mod:`saip_bench.bench.study`; ``campaigns/cpu_study.yaml``).
+
 Every key is checked: an unknown one or a wrong type is one :class:`~saip_bench.errors.ConfigError` naming the
 file and the key, before anything runs.
 """
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from saip_bench.bench.study import STUDY_KEYS, Study, parse_study
 from saip_bench.errors import ConfigError
 from saip_bench.launch.slurm import SlurmSettings
 
@@ -80,6 +84,7 @@ class Campaign:
     device: str
     launcher: LauncherSettings
     train_per_scale: bool = False  # scales: a model per scale, not one trained at x1 probed at each
+    study: Study | None = None  # synthetic data to write and backbones to pretrain first (bench/study.py)
 
     @property
     def folder(self) -> Path:
@@ -103,6 +108,7 @@ _KEYS = {
     "overrides": "a list of key=value strings",
     "device": "auto | cpu | cuda | cuda:N",
     "launcher": "a mapping (name, gpus, nproc_per_node, slurm)",
+    **STUDY_KEYS,
 }
 _LAUNCHER_KEYS = ("name", "gpus", "nproc_per_node", "slurm")
 
@@ -186,12 +192,19 @@ def load_campaign(
     if not isinstance(device, str) or not re.match(r"^(auto|cpu|cuda(:\d+)?)$", device):
         raise ConfigError(f"{where}: device must be {_KEYS['device']}, got {device!r}")
     settings = _launcher(where, raw.get("launcher") or {}, launcher)
-    if data_root is None:
-        if "data_root" not in raw:
-            raise ConfigError(f"{where}: data_root is required (or pass --data-root)")
-        data_root = _path(where, "data_root", raw["data_root"], base)
+    study = parse_study(where, raw, base)
     if workspace is None:
         workspace = _path(where, "workspace", raw["workspace"], base) if "workspace" in raw else None
+    workspace = Path(workspace) if workspace is not None else default_workspace()
+    if data_root is None:
+        if "data_root" not in raw and not (study and study.data):
+            raise ConfigError(f"{where}: data_root is required (or pass --data-root)")
+        # a study writes its synthetic data into the workspace unless told where
+        data_root = (
+            _path(where, "data_root", raw["data_root"], base) if "data_root" in raw else workspace / "data"
+        )
+    if study and study.pretrain:
+        backbones = (*backbones, *(str(p.resolve()) for p in study.exports(workspace)))
     return Campaign(
         name=name,
         path=path,
@@ -204,10 +217,11 @@ def load_campaign(
         seeds=seeds,  # type: ignore[arg-type]
         overrides=overrides,
         data_root=Path(data_root),
-        workspace=Path(workspace) if workspace is not None else default_workspace(),
+        workspace=workspace,
         device=device,
         launcher=settings,
         train_per_scale=train_per_scale,
+        study=study,
     )
 
 

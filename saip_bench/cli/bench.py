@@ -50,9 +50,22 @@ def plan(
     workspace: WorkspaceOpt = None,
     data_root: DataRootOpt = None,
 ) -> None:
-    """List a campaign's jobs, which are recorded already (and will be skipped), and what the rest costs."""
+    """List a campaign's jobs, which are recorded already (and will be skipped), and what the rest costs.
+
+    A study campaign whose data or pretrained backbones do not exist yet lists those stages instead."""
     from rich.table import Table
 
+    from saip_bench.bench.campaign import load_campaign
+    from saip_bench.cli.bench_study import pending_stages
+
+    pending = pending_stages(
+        load_campaign(campaign, launcher=launcher, workspace=workspace, data_root=data_root)
+    )
+    if pending:
+        for stage in pending:
+            console.print(f"to run first: {stage}", highlight=False, soft_wrap=True)
+        console.print("the evaluation jobs are planned once these have run (saip bench run runs both)")
+        return
     p = _plan(campaign, launcher, workspace, data_root)
     c = p.campaign
     table = Table(title=f"campaign {c.name}: {len(p.jobs)} jobs ({c.launcher.name})", title_justify="left")
@@ -95,10 +108,18 @@ def run(
         typer.Option(help="slurm: wait for every job to end, then show the status (local ones always do)."),
     ] = False,
 ) -> None:
-    """Run a campaign's missing jobs; run again after any interruption, it runs or resumes only those."""
+    """Run a campaign's missing jobs; run again after any interruption, it runs or resumes only those.
+
+    A study campaign (``synthetic_data`` / ``pretrain`` / ``report`` keys) first writes its data and runs its
+    pretrainings, and after the jobs writes its report; every stage is timed."""
+    from saip_bench.bench.campaign import load_campaign
     from saip_bench.bench.launchers import make_launcher
     from saip_bench.bench.state import in_queue
+    from saip_bench.bench.study import StageClock
+    from saip_bench.cli.bench_study import finish_study, prepare_study
 
+    clock = StageClock()
+    prepare_study(load_campaign(campaign, launcher=launcher, workspace=workspace, data_root=data_root), clock)
     p = _plan(campaign, launcher, workspace, data_root)
     busy = in_queue(p)
     todo = [job for job in p.missing if job.id not in busy]
@@ -110,15 +131,18 @@ def run(
     for note in p.notes:
         console.print(f"[dim]skipped: {note}[/]", highlight=False)
     if not todo:
+        finish_study(p.campaign, clock)
         return
     p.campaign.folder.mkdir(parents=True, exist_ok=True)
-    result = make_launcher(p).launch(
-        p, todo, wait=wait, say=lambda text: console.print(text, highlight=False)
-    )
+    with clock.stage("evaluate", f"{len(todo)} jobs ({p.campaign.launcher.name})"):
+        result = make_launcher(p).launch(
+            p, todo, wait=wait, say=lambda text: console.print(text, highlight=False)
+        )
     if result.submitted and not wait:
         console.print(f"follow it with: saip bench status {campaign}", highlight=False)
         return
     counts = _show_status(_plan(campaign, launcher, workspace, data_root))
+    finish_study(p.campaign, clock)
     if result.failed or counts["failed"]:
         raise typer.Exit(1)
 
