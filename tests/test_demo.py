@@ -9,9 +9,6 @@ dataset; two datasets of different tasks and protocols keep this one short.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,9 +16,8 @@ import pytest
 from saip_bench.demo import DEMO_METHODS, demo_protocol, run_demo
 from saip_bench.report.table import build_report_table
 from saip_bench.results import open_workspace_store
+from tests.cli.test_fresh_subprocess import saip
 
-SCRIPT = Path(sys.executable).with_name("saip")
-SAIP = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "saip_bench.cli.app"]
 #: A probe dataset of two tasks: re-ID (frozen retrieval) and attributes (a linear head).
 DATASETS = ("market1501", "pa100k")
 STEPS = 2
@@ -38,21 +34,10 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """``saip demo --workspace ws --dataset market1501 --dataset pa100k --steps 2`` in a fresh process:
     (the workspace, what it printed)."""
     cwd = tmp_path_factory.mktemp("demo")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
-    env.pop("SAIP_WORKSPACE", None)
     args = ["demo", "--workspace", "ws", "--steps", str(STEPS), "--device", "cpu"]
     for name in DATASETS:
         args += ["--dataset", name]
-    result = subprocess.run(
-        [*SAIP, *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = saip(*args, cwd=cwd, timeout=600)
     assert result.returncode == 0, f"saip demo exited {result.returncode}:\n{result.stdout}"
     return cwd / "ws", result.stdout
 
