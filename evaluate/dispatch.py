@@ -161,12 +161,13 @@ class BackboneIdentity:
     method: str
 
 
-def backbone_identity(spec: str) -> BackboneIdentity:
+def backbone_identity(spec: str, seed: int | None = None) -> BackboneIdentity:
     """Load the backbone ``spec`` names once on the CPU for its name and digest; a bad spec is the loader's
-    one-line error (a missing file, an unknown architecture, a foreign checkpoint)."""
+    one-line error (a missing file, an unknown architecture, a foreign checkpoint). ``seed``: the run's seed,
+    which initialises a ``random:NAME`` (see :func:`saip_bench.backbones.load_backbone`)."""
     from saip_bench.backbones import load_backbone
 
-    model = load_backbone(spec, device="cpu")
+    model = load_backbone(spec, device="cpu", seed=seed)
     return BackboneIdentity(spec, model.name, model.digest, str(model.meta.get("method", "unknown")))
 
 
@@ -361,7 +362,8 @@ def _run_one(
         plan.seed,
     )
     config_digest = recipe_digest(resolved)
-    model = load_backbone(backbone, img_size=base_size, device=dev)  # type: ignore[arg-type]
+    # random:NAME is initialised with the run's seed: seeds repeat the init too, not only the head.
+    model = load_backbone(backbone, img_size=base_size, device=dev, seed=seed)  # type: ignore[arg-type]
     # set_img_size needs ViT sizes in whole patches and other backbones' in multiples of 16.
     step = int(model.patch_size) if is_vit(model.model) else 16
     sizes = {s: scaled_size(base_size, s, step) for s in (train_scale, *eval_scales)}  # type: ignore[arg-type]
@@ -420,6 +422,7 @@ def _run_one(
                 "scale": train_scale,
                 "probe_scales": {f"{s:g}": list(ps) for s, ps in probes},
                 "backbone": backbone,
+                "backbone_seed": model.meta.get("seed"),  # a random init's seed (None: trained weights)
                 "data_dir": str(data_dir),
             }
             atomic_write_json(run_dir / RECIPE_FILE, {**resolved, **extra})

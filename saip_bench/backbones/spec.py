@@ -1,4 +1,4 @@
-"""``load_backbone(spec)``: a checkpoint path, ``random:NAME`` or ``timm:NAME[=WEIGHTS]`` -> Backbone."""
+"""``load_backbone(spec)``: a checkpoint path, ``random:NAME[@SEED]``, ``timm:NAME[=WEIGHTS]`` -> Backbone."""
 
 from __future__ import annotations
 
@@ -18,7 +18,31 @@ from saip_bench.io import digest_obj
 log = logging.getLogger(__name__)
 
 RANDOM_SEED = 0  # the untrained reference row must be the same network on every machine
-SPEC_HELP = "a checkpoint path, random:NAME or timm:NAME[=LOCAL_WEIGHTS]"
+SPEC_HELP = "a checkpoint path, random:NAME[@SEED] or timm:NAME[=LOCAL_WEIGHTS]"
+
+
+def parse_random_spec(spec: str) -> tuple[str, int | None] | None:
+    """``random:NAME`` -> ``(NAME, None)``, ``random:NAME@SEED`` -> ``(NAME, SEED)``; None for other specs.
+
+    Raises:
+        ConfigError: SEED is not a non-negative integer.
+    """
+    spec = spec.strip()
+    if not spec.startswith("random:"):
+        return None
+    name, at, seed = spec.split(":", 1)[1].partition("@")
+    if not at:
+        return name, None
+    if not (seed.isascii() and seed.isdigit()):  # also refuses "", "-1", "1.5"
+        raise ConfigError(f"backbone {spec!r}: the init seed after '@' must be an integer >= 0, got {seed!r}")
+    return name, int(seed)
+
+
+def follows_run_seed(spec: str) -> bool:
+    """Whether ``spec`` is ``random:NAME`` without ``@SEED``: campaigns and ``saip evaluate`` initialise it
+    with the run's seed (``load_backbone(spec, seed=...)``), so repeating seeds also repeats the init."""
+    parsed = parse_random_spec(spec)
+    return parsed is not None and parsed[1] is None
 
 
 def saip_arch_names() -> list[str]:
@@ -55,23 +79,30 @@ def load_backbone(
     branch: str = "teacher",
     allow_missing: Iterable[str] = (),
     allow_unexpected: Iterable[str] = (),
+    seed: int | None = None,
 ) -> Backbone:
     """Build the backbone a CLI ``--backbone`` value names, in eval mode.
 
     Args:
-        spec: A checkpoint path (ours, SAIPv1, MAE, DINO or a timm state dict), ``random:NAME``
-            (seed-0 initialisation, the untrained reference row) or ``timm:NAME`` with optional local
-            weights ``timm:NAME=PATH`` (.safetensors/.pth/.bin; nothing is downloaded).
+        spec: A checkpoint path (ours, SAIPv1, MAE, DINO or a timm state dict), ``random:NAME`` (an
+            untrained reference row: initialised with ``seed``, by default seed 0), ``random:NAME@SEED``
+            (initialised with SEED whatever ``seed`` says; named so in reports) or ``timm:NAME`` with
+            optional local weights ``timm:NAME=PATH`` (.safetensors/.pth/.bin; nothing is downloaded).
         img_size: ``(H, W)`` inputs; a ViT's ``pos_embed`` is resampled in 2-D to it.
         device: Where to put the module (None: stays on the CPU).
         arch: Architecture of a foreign checkpoint (default: ours records it; otherwise guessed).
         branch: ``teacher`` or ``student`` of a SAIPv1/DINO checkpoint.
         allow_missing: fnmatch patterns of backbone keys a checkpoint may lack.
         allow_unexpected: fnmatch patterns of checkpoint keys to ignore.
+        seed: The init seed of a ``random:NAME`` without ``@SEED`` (campaigns and ``saip evaluate`` pass
+            the run's seed, so its reference row varies with the seed like the probes do); None: seed 0.
+            Every seed is one network: its digest, not its name, tells them apart, so the records of all
+            seeds are one report row. Other specs ignore it.
 
     Raises:
         CheckpointError: Missing, unreadable or mismatched weights.
-        ConfigError: An unknown architecture or an img_size that is not a multiple of the patch size.
+        ConfigError: An unknown architecture, a bad ``@SEED`` or an img_size that is not a multiple of the
+            patch size.
     """
     from saip_bench.checkpoints import load_weights_into
 
@@ -79,17 +110,21 @@ def load_backbone(
     spec = spec.strip()
     if not spec:
         raise ConfigError(f"empty backbone spec; expected {SPEC_HELP}")
-    if spec.startswith("random:"):
-        name = spec.split(":", 1)[1]
-        model = create_model(name, img_size)
-        meta: dict[str, Any] = {"arch": name, "method": "random", "source": spec, "seed": RANDOM_SEED}
+    random = parse_random_spec(spec)
+    if random is not None:
+        name, fixed = random
+        init = fixed if fixed is not None else RANDOM_SEED if seed is None else int(seed)
+        model = create_model(name, img_size, seed=init)
+        meta: dict[str, Any] = {"arch": name, "method": "random", "source": spec, "seed": init}
         backbone = Backbone(
             model,
             name=spec,
             arch=name,
             img_size=img_size,
             meta=meta,
-            digest=digest_obj({"spec": spec, "seed": RANDOM_SEED}),
+            # random:NAME@S and random:NAME at seed S are the same weights, so one digest; seed 0's is the
+            # digest random:NAME always had, so the records made before seeds varied the init stay valid.
+            digest=digest_obj({"spec": f"random:{name}", "seed": init}),
         )
     elif spec.startswith("timm:"):
         name, _, weights = spec.split(":", 1)[1].partition("=")

@@ -6,6 +6,7 @@
     data_root: /data/hcp              # relative paths are relative to this file
     workspace: ./saip-workspace       # default: $SAIP_WORKSPACE or ./saip-workspace
     backbones:                        # what --backbone takes: checkpoint paths, random:NAME, timm:NAME=PATH
+                                      # (random:NAME is initialised with each job's seed; random:NAME@S: S)
       - runs/saip_vit_tiny/backbone.safetensors
       - random:saip_vit_tiny
     tasks: all                        # or a list: [reid, attribute, pose]
@@ -14,7 +15,8 @@
     budgets: [full]                   # full | short | smoke
     scales: [0.5, 1.0, 1.5]           # the scale probe: one model trained at x1, evaluated at each (one job)
     train_per_scale: false            # true: a model trained at each scale's size (one job per scale)
-    seeds: [0, 1, 2]                  # each cell runs once per seed; the record keeps the seed
+    seeds: [0, 1, 2]                  # each cell runs once per seed; the record keeps the seed (--seeds N:
+                                      # 0..N-1 instead)
     overrides: [eval.batch_size=128]  # key=value recipe overrides, for every job
     device: auto
     launcher:
@@ -119,18 +121,28 @@ def load_campaign(
     launcher: str | None = None,
     workspace: Path | None = None,
     data_root: Path | None = None,
+    seeds: int | None = None,
 ) -> Campaign:
     """Read and check a campaign file; the keyword arguments are the command line's overrides.
 
+    Args:
+        path: The campaign file.
+        launcher: ``--launcher``: instead of the file's ``launcher.name``.
+        workspace: ``--workspace``: instead of the file's (or the default).
+        data_root: ``--data-root``: instead of the file's.
+        seeds: ``--seeds N``: seeds 0..N-1 instead of the file's ``seeds`` (N >= 1).
+
     Raises:
         ConfigError: a missing or malformed file, an unknown key, a value of the wrong type or out of range,
-            an unknown task, dataset, protocol or budget.
+            an unknown task, dataset, protocol or budget; ``seeds`` < 1.
     """
     from saip_bench.evaluate.budgets import BUDGETS
     from saip_bench.evaluate.protocols import PROTOCOL_NAMES, read_yaml
     from saip_bench.results import default_workspace
 
     path = Path(path)
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ConfigError(f"--seeds must be an integer >= 1 (seeds 0..N-1), got {seeds!r}")
     if not path.is_file():
         raise ConfigError(f"{path}: no such campaign file")
     raw = read_yaml(path)
@@ -180,7 +192,8 @@ def load_campaign(
         raise ConfigError(
             f"{where}: train_per_scale must be {_KEYS['train_per_scale']}, got {train_per_scale!r}"
         )
-    seeds = _numbers(where, "seeds", raw.get("seeds", [0]), int)
+    file_seeds = _numbers(where, "seeds", raw.get("seeds", [0]), int)  # checked even when --seeds replaces it
+    seed_list = tuple(range(seeds)) if seeds is not None else file_seeds
     overrides = strings("overrides") or ()
     for item in overrides:
         key, sep, _ = item.partition("=")
@@ -214,7 +227,7 @@ def load_campaign(
         protocols=protocols,
         budgets=budgets,  # type: ignore[arg-type]
         scales=scales,  # type: ignore[arg-type]
-        seeds=seeds,  # type: ignore[arg-type]
+        seeds=seed_list,
         overrides=overrides,
         data_root=Path(data_root),
         workspace=workspace,

@@ -3,10 +3,11 @@
 A job covers all of the campaign's scales (the scale probe: one model trained at x1, evaluated at each scale,
 one record each); with ``train_per_scale`` it is one job per scale instead.
 
-:func:`plan_campaign` resolves every job the way ``saip evaluate`` would (the backbone's digest, the recipe's
-config digest with the job's seed), so a job is "recorded" exactly when ``saip evaluate`` would skip it, and
-estimates its cost from the budget: the optimizer steps its recipe asks for on the released dataset's size
-(``official_counts``), and the wall time of the same cells already recorded in the workspace.
+:func:`plan_campaign` resolves every job the way ``saip evaluate`` would (the backbone's digest, for a
+``random:NAME`` that of the job's seed's init; the recipe's config digest with the job's seed), so a job is
+"recorded" exactly when ``saip evaluate`` would skip it, and estimates its cost from the budget: the optimizer
+steps its recipe asks for on the released dataset's size (``official_counts``), and the wall time of the same
+cells already recorded in the workspace.
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ def plan_campaign(campaign: Campaign) -> Plan:
         DataFormatError: a dataset the campaign names explicitly has no folder under the data root (with
             ``all``, such datasets are notes instead).
     """
+    from saip_bench.backbones.spec import follows_run_seed
     from saip_bench.datasets import DATASETS
     from saip_bench.evaluate.dispatch import backbone_identity, find_dataset_dir
     from saip_bench.evaluate.protocols import config_digest, load_recipe
@@ -158,7 +160,14 @@ def plan_campaign(campaign: Campaign) -> Plan:
 
     if not campaign.data_root.is_dir():
         raise DataFormatError(campaign.data_root, "data root is not a folder")
-    identities = [backbone_identity(spec) for spec in campaign.backbones]
+    # A random:NAME is initialised with each job's seed (the digest, so the job id and the run folder, differ
+    # per seed; seed 0 is the network it always was): one identity per seed. Other backbones: one.
+    wanted = dict.fromkeys(
+        (spec, seed if follows_run_seed(spec) else None)
+        for spec in campaign.backbones
+        for seed in campaign.seeds
+    )
+    identities = {key: backbone_identity(*key) for key in wanted}
     if campaign.datasets is not None:
         names = list(campaign.datasets)
     else:
@@ -205,7 +214,7 @@ def plan_campaign(campaign: Campaign) -> Plan:
         else [tuple(float(s) for s in campaign.scales)]
     )
     jobs: list[Job] = []
-    for ident in identities:
+    for backbone in campaign.backbones:
         for spec, proto, budget in cells:
             for scales in runs:
                 label = (
@@ -214,6 +223,7 @@ def plan_campaign(campaign: Campaign) -> Plan:
                     else _probe_label(scales)
                 )
                 for seed in campaign.seeds:
+                    ident = identities[(backbone, seed if follows_run_seed(backbone) else None)]
                     overrides = (*campaign.overrides, f"seed={seed}")
                     cell = (spec.name, proto, budget, int(seed))
                     if cell not in recipes:

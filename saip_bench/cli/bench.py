@@ -26,13 +26,26 @@ WorkspaceOpt = Annotated[
     typer.Option("--workspace", help="Workspace instead of the campaign's (results, runs, logs)."),
 ]
 DataRootOpt = Annotated[Path | None, typer.Option("--data-root", help="Data root instead of the campaign's.")]
+SeedsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--seeds",
+        help="Seeds 0..N-1 instead of the campaign's seeds list (N >= 1); the records of seeds already run "
+        "are kept, so raising N runs only the new seeds.",
+        show_default=False,
+    ),
+]
 
 
-def _plan(campaign: Path, launcher: str | None, workspace: Path | None, data_root: Path | None) -> Plan:
+def _plan(
+    campaign: Path, launcher: str | None, workspace: Path | None, data_root: Path | None, seeds: int | None
+) -> Plan:
     from saip_bench.bench.campaign import load_campaign
     from saip_bench.bench.jobs import plan_campaign
 
-    return plan_campaign(load_campaign(campaign, launcher=launcher, workspace=workspace, data_root=data_root))
+    return plan_campaign(
+        load_campaign(campaign, launcher=launcher, workspace=workspace, data_root=data_root, seeds=seeds)
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -49,6 +62,7 @@ def plan(
     launcher: LauncherOpt = None,
     workspace: WorkspaceOpt = None,
     data_root: DataRootOpt = None,
+    seeds: SeedsOpt = None,
 ) -> None:
     """List a campaign's jobs, which are recorded already (and will be skipped), and what the rest costs.
 
@@ -59,14 +73,14 @@ def plan(
     from saip_bench.cli.bench_study import pending_stages
 
     pending = pending_stages(
-        load_campaign(campaign, launcher=launcher, workspace=workspace, data_root=data_root)
+        load_campaign(campaign, launcher=launcher, workspace=workspace, data_root=data_root, seeds=seeds)
     )
     if pending:
         for stage in pending:
             console.print(f"to run first: {stage}", highlight=False, soft_wrap=True)
         console.print("the evaluation jobs are planned once these have run (saip bench run runs both)")
         return
-    p = _plan(campaign, launcher, workspace, data_root)
+    p = _plan(campaign, launcher, workspace, data_root, seeds)
     c = p.campaign
     table = Table(title=f"campaign {c.name}: {len(p.jobs)} jobs ({c.launcher.name})", title_justify="left")
     columns = ("backbone", "dataset", "protocol", "budget", "scale", "seed", "steps", "est. time", "status")
@@ -103,6 +117,7 @@ def run(
     launcher: LauncherOpt = None,
     workspace: WorkspaceOpt = None,
     data_root: DataRootOpt = None,
+    seeds: SeedsOpt = None,
     wait: Annotated[
         bool,
         typer.Option(help="slurm: wait for every job to end, then show the status (local ones always do)."),
@@ -119,8 +134,9 @@ def run(
     from saip_bench.cli.bench_study import finish_study, prepare_study
 
     clock = StageClock()
-    prepare_study(load_campaign(campaign, launcher=launcher, workspace=workspace, data_root=data_root), clock)
-    p = _plan(campaign, launcher, workspace, data_root)
+    loaded = load_campaign(campaign, launcher=launcher, workspace=workspace, data_root=data_root, seeds=seeds)
+    prepare_study(loaded, clock)
+    p = _plan(campaign, launcher, workspace, data_root, seeds)
     busy = in_queue(p)
     todo = [job for job in p.missing if job.id not in busy]
     console.print(
@@ -139,9 +155,10 @@ def run(
             p, todo, wait=wait, say=lambda text: console.print(text, highlight=False)
         )
     if result.submitted and not wait:
-        console.print(f"follow it with: saip bench status {campaign}", highlight=False)
+        more = f" --seeds {seeds}" if seeds is not None else ""
+        console.print(f"follow it with: saip bench status {campaign}{more}", highlight=False)
         return
-    counts = _show_status(_plan(campaign, launcher, workspace, data_root))
+    counts = _show_status(_plan(campaign, launcher, workspace, data_root, seeds))
     finish_study(p.campaign, clock)
     if result.failed or counts["failed"]:
         raise typer.Exit(1)
@@ -172,13 +189,14 @@ def status(
     campaign: CampaignArg,
     workspace: WorkspaceOpt = None,
     data_root: DataRootOpt = None,
+    seeds: SeedsOpt = None,
 ) -> None:
     """Each job's state: done, running, failed (with its log) or pending; record files are ingested first."""
     from saip_bench.bench.campaign import load_campaign
     from saip_bench.bench.jobs import plan_campaign
     from saip_bench.bench.launchers import ingest
 
-    c = load_campaign(campaign, workspace=workspace, data_root=data_root)
+    c = load_campaign(campaign, workspace=workspace, data_root=data_root, seeds=seeds)
     p = plan_campaign(c)
     if c.workspace.is_dir():
         try:

@@ -24,8 +24,8 @@ R = TypeVar("R")
 
 BACKBONE_HELP = (
     "Backbone: a checkpoint path (ours, or SAIPv1/MAE/DINO/timm/OpenMMLab files), [bold]random:NAME[/] "
-    "(untrained reference row) or [bold]timm:NAME[/]=PATH (a timm architecture with local weights; "
-    "nothing is downloaded)."
+    "(untrained reference row, initialised with the run's seed; random:NAME@SEED: with SEED) or "
+    "[bold]timm:NAME[/]=PATH (a timm architecture with local weights; nothing is downloaded)."
 )
 
 

@@ -9,6 +9,7 @@ column is marked (ties all marked; the smallest for :data:`LOWER_IS_BETTER` metr
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 from saip_bench.datasets import DATASETS
 from saip_bench.errors import SaipError
+from saip_bench.io import digest_obj
 from saip_bench.report.metrics import (  # noqa: F401 (re-exported: the table's vocabulary)
     LOWER_IS_BETTER,
     chosen_metric,
@@ -118,9 +120,31 @@ class ReportTable:
         return [v for row in self.rows for col in columns if (v := row.value(col)) is not None]
 
 
+def row_key(record: EvalRecord) -> str:
+    """The table row ``record`` belongs to: its backbone digest, except that the records of a ``random:NAME``
+    (without ``@SEED``) are one row, keyed by the digest of its seed-0 init, whatever their seeds.
+
+    Such a backbone is initialised with the run's seed (:func:`saip_bench.backbones.load_backbone`), so its
+    records of seeds 0, 1, 2 carry three digests, one per init; they are the one untrained reference row, its
+    spread over seeds that of the init and the probe together. ``random:NAME@SEED`` (one init for every seed)
+    keeps its own row.
+    """
+    name = record.backbone_name
+    if record.pretrain_method == "random" and name.startswith("random:") and "@" not in name:
+        return _seed0_digest(name)
+    return record.backbone_digest
+
+
+@functools.lru_cache(maxsize=256)
+def _seed0_digest(name: str) -> str:
+    # The digest load_backbone gives random:NAME at seed 0 (backbones/spec.py; tests/backbones pin the two).
+    return digest_obj({"spec": name, "seed": 0})
+
+
 def cell_key(record: EvalRecord) -> tuple[str, str, str, float]:
-    """(backbone digest, dataset, protocol, scale rounded to 9 decimals): what one cell aggregates."""
-    return (record.backbone_digest, record.dataset, record.protocol, round(record.scale, 9))
+    """(row key, dataset, protocol, scale rounded to 9 decimals): what one cell aggregates (:func:`row_key`:
+    the backbone digest, one for every init seed of a ``random:NAME``)."""
+    return (row_key(record), record.dataset, record.protocol, round(record.scale, 9))
 
 
 def aggregate(
@@ -141,8 +165,7 @@ def aggregate(
         seeds: One of :data:`SEED_MODES`.
 
     Returns:
-        ``{(backbone_digest, dataset, protocol, round(scale, 9)): Cell}``, in order of each cell's first
-        record.
+        ``{(row_key, dataset, protocol, round(scale, 9)): Cell}``, in order of each cell's first record.
     """
     if seeds not in SEED_MODES:
         raise SaipError(f"unknown seeds mode {seeds!r}; valid modes: {', '.join(SEED_MODES)}")
@@ -184,7 +207,7 @@ def latest(records: Iterable[EvalRecord]) -> dict[tuple, EvalRecord]:
     """The latest record per backbone x dataset x protocol x scale (highest id; else given order)."""
     out: dict[tuple, EvalRecord] = {}
     for rec in _ordered(records):
-        out[(rec.backbone_digest, rec.dataset, rec.protocol, round(rec.scale, 9))] = rec
+        out[cell_key(rec)] = rec
     return out
 
 
@@ -205,14 +228,15 @@ def dataset_title(name: str) -> str:
 
 
 def backbone_rows(records: Sequence[EvalRecord]) -> dict[str, tuple[str, ...]]:
-    """Row labels (name, method) per backbone digest, in order of first appearance.
+    """Row labels (name, method) per row key (:func:`row_key`: the backbone digest), in order of first
+    appearance.
 
     Two different weights with the same name get their digest's first 8 characters appended, so rows
     never look identical.
     """
     labels: dict[str, tuple[str, str]] = {}
     for rec in _ordered(records):
-        labels.setdefault(rec.backbone_digest, (rec.backbone_name, rec.pretrain_method))
+        labels.setdefault(row_key(rec), (rec.backbone_name, rec.pretrain_method))
     names = [name for name, _ in labels.values()]
     out: dict[str, tuple[str, ...]] = {}
     for digest, (name, method) in labels.items():
@@ -268,7 +292,7 @@ def build_report_table(
         by_digest[digest].put(column.key, cell)
     # A backbone with records only in datasets the columns leave out (no such metric) has no row.
     shown = {c.dataset for c in columns}
-    kept = {r.backbone_digest for r in unit if r.dataset in shown}
+    kept = {row_key(r) for r in unit if r.dataset in shown}
     rows = [row for row in rows if row.key in kept or all_datasets]
     close = [c for c in columns if mark_best([(row, c.key) for row in rows], c.metric)]
 
