@@ -118,7 +118,7 @@ def write_job_file(path: Path, job: Job, ctx: JobContext) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of a subprocess or torchrun job: run the job file given; the exit code says how it went."""
     from saip_bench.cli.common import INTERRUPTED_EXIT, setup_logging
-    from saip_bench.engine.distributed import cleanup, init_distributed
+    from saip_bench.engine.distributed import barrier, cleanup, init_distributed
     from saip_bench.evaluate.dispatch import resolve_device
 
     args = sys.argv[1:] if argv is None else argv
@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         init_distributed(resolve_device(ctx.device))  # a process group under torchrun, nothing otherwise
         run_job(job, ctx, log=str(Path(args[0]).with_suffix(".log")))
+        # Leave the group together: a gloo rank whose peer has already torn its group down can abort in
+        # destroy_process_group ("terminate called without an active exception", seen once in CI at load 3)
+        # and fail a job whose record is written. Only on success: after an error the peer may never arrive.
+        barrier()
     except Interrupted as err:
         print(f"error: {job.id}: {err}", file=sys.stderr)
         return INTERRUPTED_EXIT
