@@ -23,6 +23,7 @@ __all__ = [
     "probe_groups",
     "robustness",
     "robustness_spread",
+    "spread_withheld",
     "train_scale",
 ]
 
@@ -38,6 +39,10 @@ PROBE_MEANINGS = {
 UNTRAINED_PROTOCOLS = frozenset({"frozen"})
 #: How close to 1 a scale must be to count as the recipe's own size.
 SCALE_ONE_EPS = 1e-9
+#: A seed whose ratio denominator (m(x1), or m(xS) for a lower-is-better metric) is below this share of the
+#: seeds' mean denominator makes the per-seed ratios meaningless (one near-zero m(x1) gave "122 ± 2405"):
+#: :func:`robustness_spread` then gives no spread.
+MIN_DENOMINATOR_SHARE = 0.5
 
 
 def train_scale(record: EvalRecord) -> float:
@@ -70,29 +75,64 @@ def robustness(values_by_scale: Mapping[float, float], *, lower_is_better: bool 
     return 100.0 * statistics.fmean(num / den for num, den in pairs)
 
 
-def robustness_spread(
-    cells: Mapping[float, Cell], *, metric: str | Sequence[str] | None = None, lower_is_better: bool = False
-) -> tuple[float, int] | None:
-    """(sample std, n) over seeds of each seed's own :func:`robustness`, from the cells of one row by scale.
-
-    Only when every cell holds the same seeds (every seed has every scale) and each seed's R is defined;
-    None otherwise: there is then no honest spread. One seed gives ``(0.0, 1)``.
-    """
+def _per_seed_values(
+    cells: Mapping[float, Cell], metric: str | Sequence[str] | None
+) -> dict[int, dict[float, float]] | None:
+    """Each seed's metric by scale, when every cell holds the same seeds; None otherwise."""
     if len({cell.seeds for cell in cells.values()}) != 1:
         return None
-    per_seed = []
-    for seed in next(iter(cells.values())).seeds:
-        values = {
+    return {
+        seed: {
             scale: float(metric_value(rec, metric))  # type: ignore[arg-type]
             for scale, cell in cells.items()
             for rec in cell.records
             if rec.seed == seed
         }
+        for seed in next(iter(cells.values())).seeds
+    }
+
+
+def spread_withheld(
+    cells: Mapping[float, Cell], *, metric: str | Sequence[str] | None = None, lower_is_better: bool = False
+) -> bool:
+    """Whether a seed's ratio denominator is under :data:`MIN_DENOMINATOR_SHARE` of the seeds' mean one.
+
+    The denominator is m(x1), or m(xS) at each other scale for a lower-is-better metric. Such a seed's own
+    R is dominated by its small denominator, so a std over seeds of per-seed R says nothing.
+    """
+    per_seed = _per_seed_values(cells, metric)
+    if per_seed is None or len(per_seed) < 2:
+        return False
+    for scale in cells:
+        if (abs(scale - 1.0) < SCALE_ONE_EPS) == lower_is_better:
+            continue  # not a denominator
+        values = [by_scale[scale] for by_scale in per_seed.values() if scale in by_scale]
+        values = [v for v in values if not math.isnan(v)]
+        mean = statistics.fmean(values) if values else 0.0
+        if mean > 0 and min(values) < MIN_DENOMINATOR_SHARE * mean:
+            return True
+    return False
+
+
+def robustness_spread(
+    cells: Mapping[float, Cell], *, metric: str | Sequence[str] | None = None, lower_is_better: bool = False
+) -> tuple[float, int] | None:
+    """(sample std, n) over seeds of each seed's own :func:`robustness`, from the cells of one row by scale.
+
+    Only when every cell holds the same seeds (every seed has every scale), each seed's R is defined and no
+    seed's denominator is small (:func:`spread_withheld`); None otherwise: there is then no honest spread.
+    One seed gives ``(0.0, 1)``.
+    """
+    per_seed = _per_seed_values(cells, metric)
+    if per_seed is None or spread_withheld(cells, metric=metric, lower_is_better=lower_is_better):
+        return None
+    ratios = []
+    for values in per_seed.values():
         value = robustness(values, lower_is_better=lower_is_better)
         if value is None:
             return None
-        per_seed.append(value)
-    return (statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0, len(per_seed))
+        ratios.append(value)
+    return (statistics.stdev(ratios) if len(ratios) > 1 else 0.0, len(ratios))
 
 
 def probe_groups(records: Sequence[EvalRecord]) -> dict[str, list[EvalRecord]]:

@@ -34,6 +34,7 @@ from saip_bench.report.figures import (
     text_width,
 )
 from saip_bench.report.robustness import (
+    MIN_DENOMINATOR_SHARE,
     PROBE_LABELS,
     PROBE_MEANINGS,
     SCALE_ONE_EPS,
@@ -41,6 +42,7 @@ from saip_bench.report.robustness import (
     probe_groups,
     robustness,
     robustness_spread,
+    spread_withheld,
 )
 from saip_bench.report.table import (
     Cell,
@@ -111,6 +113,7 @@ def build_scale_table(
     protocols = protocol_order({k[2] for k in found})
     rows: list[Row] = []
     unreferenced: list[str] = []
+    withheld: list[str] = []
     for key in sorted(found, key=lambda k: (datasets.index(k[1]), protocols.index(k[2]), order[k[0]], k[3])):
         digest, dataset, protocol, mode = key
         mine = found[key]
@@ -136,12 +139,14 @@ def build_scale_table(
             spread = robustness_spread(mine, metric=metric, lower_is_better=lower)
             if spread is not None:
                 row.spread[ROBUSTNESS.key] = spread
+            elif spread_withheld(mine, metric=metric, lower_is_better=lower):
+                withheld.append(f"{row.labels[0]} {row.labels[2]} ({protocol}, {probe})")
         rows.append(row)
     if any(ROBUSTNESS.key in row.values for row in rows) or unreferenced:
         columns.append(ROBUSTNESS)
     notes = ["xS = S times the recipe's input size; best scale per row marked"] if rows else []
     notes += seed_notes(rows, seeds)
-    notes += _probe_notes(rows, unreferenced, len(groups["other"]))
+    notes += _probe_notes(rows, unreferenced, len(groups["other"]), withheld)
     return ReportTable(
         title="Primary metric vs input scale" if metric is None else "Metric vs input scale",
         label_headers=LABEL_HEADERS,
@@ -151,7 +156,9 @@ def build_scale_table(
     )
 
 
-def _probe_notes(rows: Sequence[Row], unreferenced: Sequence[str], other: int) -> list[str]:
+def _probe_notes(
+    rows: Sequence[Row], unreferenced: Sequence[str], other: int, withheld: Sequence[str] = ()
+) -> list[str]:
     """What the Probe labels and the robustness column mean, and which rows have no robustness."""
     if not rows:
         return []
@@ -163,6 +170,12 @@ def _probe_notes(rows: Sequence[Row], unreferenced: Sequence[str], other: int) -
     )
     if any(n > 1 for row in rows for key, (_, n) in row.spread.items() if key == ROBUSTNESS.key):
         notes.append("Robust. % \u00b1 = std over seeds of each seed's own ratio (seeds with every scale)")
+    if withheld:
+        notes.append(
+            f"no Robust. % \u00b1 where a seed's x1 result (xS result for \u2193 metrics) is under "
+            f"{MIN_DENOMINATOR_SHARE:.0%} of the seeds' mean (its own ratio would be dominated by it): "
+            + "; ".join(withheld)
+        )
     if unreferenced:
         notes.append(
             "no Robust. % (no x1 result, or a zero or negative value) for " + "; ".join(unreferenced)

@@ -134,6 +134,26 @@ def test_seed_spread_only_when_every_seed_has_every_scale(make, numbered):
     assert "83.9 ± 1.8 (2)" in to_markdown(build_scale_table(numbered(records)))
 
 
+def test_no_seed_spread_when_one_seeds_x1_result_is_near_zero(make, numbered):
+    # Seed 1's x1 R1 is 0.5 against a mean of (20 + 0.5 + 22) / 3 = 14.2: under half of it. Its own ratio
+    # (8 / 0.5 = 1600 %) would swamp the std, as in the CPU study's "122.5 ± 2405.5".
+    values = {0: {1.0: 20.0, 0.5: 18.0}, 1: {1.0: 0.5, 0.5: 8.0}, 2: {1.0: 22.0, 0.5: 20.0}}
+    records = [
+        make("m", "cuhk_pedes", v, scale=s, seed=seed) for seed, by in values.items() for s, v in by.items()
+    ]
+    table = build_scale_table(numbered(records))
+    (row,) = table.rows
+    assert row.value(ROBUSTNESS) == pytest.approx(100 * 46 / 42.5)  # the means' ratio is still shown
+    assert ROBUSTNESS.key not in row.spread
+    assert any("under 50% of the seeds' mean" in note and "m CUHK-PEDES" in note for note in table.notes)
+    values[1][1.0] = 15.0  # 15 >= 0.5 x 19: the spread is back
+    records = [
+        make("m", "cuhk_pedes", v, scale=s, seed=seed) for seed, by in values.items() for s, v in by.items()
+    ]
+    (row,) = build_scale_table(numbered(records)).rows
+    assert row.spread[ROBUSTNESS.key][1] == 3
+
+
 def test_exports_carry_the_robustness_column(probe_records):
     table = build_scale_table(probe_records)
     lines = [line for line in csv.DictReader(io.StringIO(to_csv(table))) if line["column"] == "robustness"]
