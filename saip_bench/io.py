@@ -226,6 +226,17 @@ def digest_obj(obj: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def random_init_digest(name: str, seed: int) -> str:
+    """The digest of ``random:NAME`` initialised with ``seed``: what ``load_backbone`` gives it and what the
+    report keys the random row by (torch-free, so the report can compute it without building a network).
+
+    ``name`` is the architecture with or without the ``random:`` prefix; ``random:NAME@S`` and ``random:NAME``
+    at seed S are the same weights and share it.
+    """
+    arch = name.split(":", 1)[1] if name.startswith("random:") else name
+    return digest_obj({"spec": f"random:{arch.partition('@')[0]}", "seed": int(seed)})
+
+
 def git_revision(cwd: str | Path | None = None) -> str | None:
     """The git commit of the source tree saip_bench runs from, or None outside a checkout."""
     cwd = Path(cwd) if cwd else Path(__file__).resolve().parent

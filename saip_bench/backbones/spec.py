@@ -13,7 +13,7 @@ from torch import nn
 
 from saip_bench.backbones.wrapper import Backbone
 from saip_bench.errors import CheckpointError, ConfigError
-from saip_bench.io import digest_obj
+from saip_bench.io import digest_obj, random_init_digest
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def load_backbone(
             meta=meta,
             # random:NAME@S and random:NAME at seed S are the same weights, so one digest; seed 0's is the
             # digest random:NAME always had, so the records made before seeds varied the init stay valid.
-            digest=digest_obj({"spec": f"random:{name}", "seed": init}),
+            digest=random_init_digest(name, init),
         )
     elif spec.startswith("timm:"):
         name, _, weights = spec.split(":", 1)[1].partition("=")

@@ -9,7 +9,6 @@ column is marked (ties all marked; the smallest for :data:`LOWER_IS_BETTER` metr
 
 from __future__ import annotations
 
-import functools
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 
 from saip_bench.datasets import DATASETS
 from saip_bench.errors import SaipError
-from saip_bench.io import digest_obj
+from saip_bench.io import random_init_digest
 from saip_bench.report.metrics import (  # noqa: F401 (re-exported: the table's vocabulary)
     LOWER_IS_BETTER,
     chosen_metric,
@@ -131,14 +130,8 @@ def row_key(record: EvalRecord) -> str:
     """
     name = record.backbone_name
     if record.pretrain_method == "random" and name.startswith("random:") and "@" not in name:
-        return _seed0_digest(name)
+        return random_init_digest(name, 0)
     return record.backbone_digest
-
-
-@functools.lru_cache(maxsize=256)
-def _seed0_digest(name: str) -> str:
-    # The digest load_backbone gives random:NAME at seed 0 (backbones/spec.py; tests/backbones pin the two).
-    return digest_obj({"spec": name, "seed": 0})
 
 
 def cell_key(record: EvalRecord) -> tuple[str, str, str, float]:

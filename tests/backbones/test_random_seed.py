@@ -8,7 +8,7 @@ import torch
 from saip_bench.backbones import load_backbone
 from saip_bench.backbones.spec import follows_run_seed, parse_random_spec
 from saip_bench.errors import ConfigError
-from saip_bench.io import digest_obj
+from saip_bench.io import digest_obj, random_init_digest
 from saip_bench.report.table import build_report_table, row_key
 from saip_bench.results import EvalRecord
 
@@ -42,6 +42,10 @@ def test_the_run_seed_initialises_a_bare_random_spec_only() -> None:
     # Seed 0 is the network and the digest random:NAME always had: records made before stay valid.
     assert _same(_weights(SPEC, seed=0), _weights(SPEC))
     assert load_backbone(SPEC, img_size=SIZE, seed=0).digest == digest_obj({"spec": SPEC, "seed": 0})
+    # The report's torch-free digest of a seed's random row is the loader's, with or without @SEED.
+    at3 = load_backbone(f"{SPEC}@3", img_size=SIZE).digest
+    assert random_init_digest(SPEC, 3) == at3 == random_init_digest(f"{SPEC}@3", 3)
+    assert random_init_digest("test_vit", 0) == load_backbone(SPEC, img_size=SIZE).digest
     assert follows_run_seed(SPEC) and not follows_run_seed(f"{SPEC}@0") and not follows_run_seed("timm:x")
     assert parse_random_spec(f" {SPEC}@12 ") == ("test_vit", 12) and parse_random_spec("a/b.pt") is None
 
