@@ -27,18 +27,14 @@ from torch.nn import functional as F
 STEPS = (200, 2000)
 
 
-def load_images(paths: list[Path], size: tuple[int, int]) -> torch.Tensor:
-    """``(N, 3, H, W)`` normalised images, through the suite's evaluation transform."""
-    from PIL import Image
-
+def load_images(paths: list[Path], labels: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """``(N, 3, H, W)`` images as the linear protocol reads them (the task's dataset, the evaluation
+    transform)."""
     from saip_bench.evaluate.images import eval_transform
+    from saip_bench.tasks.attribute.images import AttributeImages
 
-    transform = eval_transform(size)
-    out = []
-    for path in paths:
-        with Image.open(path) as im:
-            out.append(transform(im.convert("RGB")))
-    return torch.stack(out)
+    images = AttributeImages(paths, labels, eval_transform(size))
+    return torch.stack([images[i][0] for i in range(len(images))])
 
 
 def backbone_readouts(spec: str, size: tuple[int, int]) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
@@ -54,7 +50,7 @@ def backbone_readouts(spec: str, size: tuple[int, int]) -> Callable[[torch.Tenso
         patches = tokens[:, vit.num_prefix_tokens :]
         maps = patches.transpose(1, 2).reshape(len(x), -1, *grid)
         return {
-            "CLS (the embedding)": wrapper.model.forward_head(tokens, pre_logits=True),
+            "CLS (the embedding)": vit.forward_head(tokens, pre_logits=True),
             "mean patch token": patches.mean(1),
             "patch tokens, 4x2 grid": F.adaptive_avg_pool2d(maps, (4, 2)).flatten(1),
             f"patch tokens, {grid[0]}x{grid[1]} flattened": patches.flatten(1),
@@ -101,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     data = pa100k.load(args.pa100k_dir)
     size = (int(args.size[0]), int(args.size[1]))
     (train_paths, train_y), (test_paths, test_y) = data.split("trainval"), data.split("test")
-    train_x, test_x = load_images(train_paths, size), load_images(test_paths, size)
+    train_x, test_x = load_images(train_paths, train_y, size), load_images(test_paths, test_y, size)
     steps = " / ".join(map(str, args.probe_steps))
     print(f"{args.pa100k_dir}: {len(train_paths)} trainval, {len(test_paths)} test images, "
           f"{data.num_attrs} attributes; inputs {size[0]}x{size[1]}; mA at {steps} probe steps")  # fmt: skip

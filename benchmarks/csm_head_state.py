@@ -31,8 +31,10 @@ import torch
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-def load_branch(model: dict[str, torch.Tensor], config: dict[str, Any], side: str) -> torch.nn.Module:
-    """``side`` (``teacher`` or ``student``) of the checkpoint: its ViT, then its projection head."""
+def load_branch(
+    model: dict[str, torch.Tensor], config: dict[str, Any], side: str
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """``side`` (``teacher`` or ``student``) of the checkpoint: its ViT and projection head, in eval mode."""
     import timm
 
     import saip_bench.backbones  # noqa: F401 (registers the SAIP ViTs with timm)
@@ -51,7 +53,7 @@ def load_branch(model: dict[str, torch.Tensor], config: dict[str, Any], side: st
         bottleneck_dim=int(heads["bottleneck_dim"]), norm_last_layer=bool(heads.get("norm_last_layer", True)),
     )  # fmt: skip
     proj.load_state_dict(part(f"{side}.proj."))
-    return torch.nn.Sequential(vit, proj).eval()
+    return vit.eval(), proj.eval()
 
 
 def head_state(probs: torch.Tensor) -> dict[str, float]:
@@ -83,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         raise SystemExit(f"{args.images}: no .jpg/.png person crops")
     files = files[:: max(1, len(files) // args.count)][: args.count]
+    crops = []
+    for file in files:
+        with Image.open(file) as im:
+            crops.append(im.convert("RGB"))
     for path in args.checkpoint:
         state = torch.load(path, map_location="cpu", weights_only=False)
         config, model = state["config"], state["model"]
@@ -90,18 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         if center is None or not any(k.startswith("teacher.proj.") for k in model):
             raise SystemExit(f"{path}: no distillation head (a saip or dino checkpoint has one)")
         temps = config.get("csm") or {}
-        transform = eval_transform(tuple(config["model"]["img_size"]))
-        images = []
-        for file in files:
-            with Image.open(file) as im:
-                images.append(transform(im.convert("RGB")))
-        x = torch.stack(images)
+        transform = eval_transform(tuple(config["model"]["img_size"]))  # each run's own input size
+        x = torch.stack([transform(crop) for crop in crops])
         K = int(config["heads"]["out_dim"])
         print(f"{path} (step {state.get('step')}): {len(files)} crops, K = {K} (log K {math.log(K):.2f})")
         for side in ("teacher", "student"):
-            branch = load_branch(model, config, side)
+            vit, proj = load_branch(model, config, side)
             with torch.no_grad():
-                logits = branch[1](branch[0].forward_features(x)[:, 0]).float()
+                logits = proj(vit.forward_features(x)[:, 0]).float()
             if side == "teacher":
                 probs = torch.softmax((logits - center) / float(temps.get("teacher_temp", 0.04)), dim=-1)
             else:

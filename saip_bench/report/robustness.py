@@ -101,13 +101,18 @@ def spread_withheld(
     R is dominated by its small denominator, so a std over seeds of per-seed R says nothing.
     """
     per_seed = _per_seed_values(cells, metric)
-    if per_seed is None or len(per_seed) < 2:
+    return per_seed is not None and _small_denominator(per_seed, lower_is_better)
+
+
+def _small_denominator(per_seed: Mapping[int, Mapping[float, float]], lower_is_better: bool) -> bool:
+    """:func:`spread_withheld` on each seed's metric by scale."""
+    if len(per_seed) < 2:
         return False
-    for scale in cells:
+    scales = {scale for by_scale in per_seed.values() for scale in by_scale}
+    for scale in scales:
         if (abs(scale - 1.0) < SCALE_ONE_EPS) == lower_is_better:
             continue  # not a denominator
-        values = [by_scale[scale] for by_scale in per_seed.values() if scale in by_scale]
-        values = [v for v in values if not math.isnan(v)]
+        values = [by[scale] for by in per_seed.values() if scale in by and not math.isnan(by[scale])]
         mean = statistics.fmean(values) if values else 0.0
         if mean > 0 and min(values) < MIN_DENOMINATOR_SHARE * mean:
             return True
@@ -124,7 +129,7 @@ def robustness_spread(
     One seed gives ``(0.0, 1)``.
     """
     per_seed = _per_seed_values(cells, metric)
-    if per_seed is None or spread_withheld(cells, metric=metric, lower_is_better=lower_is_better):
+    if per_seed is None or _small_denominator(per_seed, lower_is_better):
         return None
     ratios = []
     for values in per_seed.values():

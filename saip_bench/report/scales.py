@@ -157,7 +157,7 @@ def build_scale_table(
 
 
 def _probe_notes(
-    rows: Sequence[Row], unreferenced: Sequence[str], other: int, withheld: Sequence[str] = ()
+    rows: Sequence[Row], unreferenced: Sequence[str], other: int, withheld: Sequence[str]
 ) -> list[str]:
     """What the Probe labels and the robustness column mean, and which rows have no robustness."""
     if not rows:
