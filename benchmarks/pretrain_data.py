@@ -84,11 +84,12 @@ def write_crops(root: Path, n: int, size: tuple[int, int] = (256, 128), seed: in
         Image.fromarray(sample.image).save(root / f"{i:05d}.jpg", format="JPEG", quality=90)
 
 
-def build_dataset(root: Path, recipe: str, interpolation: str):
+def build_dataset(root: Path, recipe: str, interpolation: str, output: str | None = None):
     from saip_bench.pretrain.config import load_config
     from saip_bench.pretrain.data.dataset import PretrainDataset
 
-    dataset = PretrainDataset.from_config(root, load_config(recipe), seed=0)
+    cfg = load_config(recipe, [f"views.output={output}"] if output else [])
+    dataset = PretrainDataset.from_config(root, cfg, seed=0)
     dataset.views.multicrop.interpolation = interpolation
     if dataset.views.composite is not None:
         dataset.views.composite.interpolation = interpolation
@@ -258,6 +259,19 @@ class WorkerClock(Dataset):
         return samples
 
 
+def run_in_workers(
+    datasets: dict[str, object], keys: list[list[tuple[int, int]]], seconds: float, rounds: int = 1
+) -> dict[str, tuple[int, float, float, int, float]]:
+    """:func:`run_in_worker` for each dataset in turn, ``rounds`` times (``seconds / rounds`` each), summed:
+    side by side, so that the machine's changing load slows each about as much."""
+    totals = {name: [0, 0.0, 0.0, 0] for name in datasets}
+    for _ in range(rounds):
+        for name, dataset in datasets.items():
+            for i, value in enumerate(run_in_worker(dataset, keys, seconds / rounds)[:4]):
+                totals[name][i] += value
+    return {name: (int(t[0]), t[1], t[2], int(t[3]), float("nan")) for name, t in totals.items()}
+
+
 def run_in_worker(
     dataset, keys: list[list[tuple[int, int]]], seconds: float
 ) -> tuple[int, float, float, int, float]:
@@ -328,6 +342,7 @@ def install(watch: Stopwatch) -> list[tuple[object, str, object]]:
         ((views,), "solarize", "augment: solarize"),
         ((views,), "normalize", "to float / normalise into the output"),
         ((views,), "normalize_mapped", "to float / normalise into the output"),
+        ((views,), "quantize", "round to uint8 into the output (views.output: uint8)"),
     ]
     undo = []
     for modules, name, stage in stages:
@@ -399,6 +414,15 @@ def main(argv: list[str] | None = None) -> int:
         "--worker-seconds", type=float, default=10.0,
         help="also time one real DataLoader worker for this long (its own CPU clock); 0: skip",
     )  # fmt: skip
+    p.add_argument(
+        "--compare-output", action="store_true",
+        help="also time the views stored as the other views.output (float32 / uint8), alternating, in "
+        "process and in a real worker",
+    )  # fmt: skip
+    p.add_argument(
+        "--worker-rounds", type=int, default=1,
+        help="with --compare-output: alternate the workers this many times (--worker-seconds in all, each)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -416,6 +440,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         paths = {"loader (__getitems__ + collate)": loader_batch}
+        workers = {"in a DataLoader worker (batch in shared memory)": dataset}
+        if args.compare_output:
+            other = "float32" if dataset.views.multicrop.dtype == torch.uint8 else "uint8"
+            other_set = build_dataset(root, args.recipe, args.interpolation, output=other)
+            label = f"views.output={other}"
+            paths[f"loader, {label}"] = lambda _dataset, keys: loader_batch(other_set, keys)
+            workers[f"in a DataLoader worker, {label}"] = other_set
         if args.per_sample:
             paths["per sample (__getitem__ x B + stacking collate)"] = per_sample_batch
         if args.compare_with:
@@ -426,9 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         load_before = load_average()
         results = run(paths, dataset, keys, args.seconds, args.repeats)
         if args.worker_seconds > 0:
-            results["in a DataLoader worker (batch in shared memory)"] = run_in_worker(
-                dataset, keys, args.worker_seconds
-            )
+            rounds = args.worker_rounds if args.compare_output else 1
+            results.update(run_in_workers(workers, keys, args.worker_seconds, rounds))
         print(
             f"one process, 1 thread, batches of {args.batch_size}; in-process paths alternating, each batch "
             f"{args.repeats}x in a row:"
@@ -454,6 +484,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"loader path / views code at {args.compare_with}: {theirs[2] / ours[2]:.2f}x by CPU time, "
                 f"{theirs[4] / ours[4]:.2f}x by each batch's fastest repeat (same batches, alternating)"
             )
+        if args.compare_output:
+            names = list(results)
+            for mine, theirs in ((names[0], f"loader, {label}"), (names[-2], names[-1])):
+                if mine in results and theirs in results and mine != theirs:
+                    ratio = results[theirs][2] / results[theirs][0] / (results[mine][2] / results[mine][0])
+                    print(f"{mine} / {theirs}: {ratio:.2f}x by CPU time per image (alternating)")
         print(f"load average (1, 5, 15 min) before: {load_before}, after: {load_average()}")
         if args.profile_seconds > 0:
             profile(dataset, keys, args.profile_seconds)

@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     from saip_bench.pretrain.data.dataset import PretrainDataset, micro_batches
     from saip_bench.pretrain.data.lup import write_synth
     from saip_bench.pretrain.engine.run import build_config
+    from saip_bench.pretrain.views import normalize_views
 
     overrides = [
         f"train.batch_size={args.batch_size}", f"views.local_crops={args.local_crops}",
@@ -252,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         write_synth(root, ids=4, images=args.batch_size * 2, seed=0)
         dataset = PretrainDataset.from_config(root, cfg, seed=0, spec=spec)
         t0 = time.perf_counter()
-        cpu_batch = next(micro_batches(dataset, batch_size=args.batch_size, seed=0))
+        # the loader's uint8 views, normalised as the model would: both sides get the same float tensors
+        cpu_batch = normalize_views(next(micro_batches(dataset, batch_size=args.batch_size, seed=0)))
         data_s = time.perf_counter() - t0
     batch = {k: v.to(device) for k, v in cpu_batch.items()}
 

@@ -10,9 +10,12 @@ Views (``saip_bench.pretrain.views``)
 ``MultiCropViews(*, global_size=(256, 128), local_size=(128, 64), global_scale=(0.8, 1.0),
 local_scale=(0.05, 0.8), ratio=(0.4, 0.6), local_crops_number=8, flip_p=0.5, jitter_p=0.8,
 jitter=(0.4, 0.4, 0.2, 0.1), grayscale_p=0.2, global_blur_p=(1.0, 0.1), global_solarize_p=(0.0, 0.2),
-local_blur_p=0.5, blur_sigma=(0.1, 2.0))``; ``views(img: PIL.Image, rng: np.random.Generator) ->
-dict``: ``"globals"`` (2, 3, 256, 128) and ``"locals"`` (L, 3, 128, 64), ImageNet-normalised, where
-L = local_crops_number and ``locals[L-1]`` is global view 1 resized to 128x64 (the small copy).
+local_blur_p=0.5, blur_sigma=(0.1, 2.0), interpolation="bicubic", output="float32")``; ``views(img: PIL.Image,
+rng: np.random.Generator) -> dict``: ``"globals"`` (2, 3, 256, 128) and ``"locals"`` (L, 3, 128, 64),
+ImageNet-normalised, where L = local_crops_number and ``locals[L-1]`` is global view 1 resized to 128x64
+(the small copy). ``output="uint8"``: the views as rounded grey levels instead (the composite and masks
+``uint8`` too), what the pretraining loader sends (``views.output``); ``normalize_views(batch)`` turns such a
+batch into the float one on whatever device it is, and the meta-architecture calls it on every batch.
 
 ``SaipViews(multicrop: MultiCropViews, composite: CompositeMaker | None)``: ``views(img, rng) -> dict``
 with the two keys above plus, when ``composite`` is given, ``"composite"`` (3, 224, 224) and

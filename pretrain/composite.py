@@ -4,9 +4,10 @@ A random crop of a background image (any image source: by default the pretrainin
 resized to 224x224, and two 128x64 person views are pasted into it at random non-overlapping places, each
 blended as ``alpha * person + (1 - alpha) * background``. One binary mask per person marks where it went.
 Blending the ImageNet-normalised tensors equals blending the pixels and normalising afterwards (the weights
-sum to one), so persons arrive normalised and the composite leaves normalised. The background is decoded to
-a ``uint8`` tensor, cropped and resized in one resample and augmented on the small float crop, as the views
-are (see image_ops.py).
+sum to one), so persons arrive normalised and the composite leaves normalised; ``uint8`` persons (quantised
+views) are blended as grey levels, rounded, and leave a ``uint8`` composite with ``uint8`` masks. The
+background is decoded to a ``uint8`` tensor, cropped and resized in one resample and augmented on the small
+float crop, as the views are (see image_ops.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from PIL import Image
 
 from saip_bench.errors import DataFormatError
-from saip_bench.pretrain.image_ops import read_image, resized_crop, to_uint8_tensor
+from saip_bench.pretrain.image_ops import read_image, resized_crop, to_uint8_, to_uint8_tensor
 from saip_bench.pretrain.views import IMAGENET_MEAN, IMAGENET_STD, PhotometricAugment, random_resized_crop_box
 
 __all__ = [
@@ -154,13 +155,16 @@ class CompositeMaker:
             flip_p=flip_p, jitter_p=jitter_p, grayscale_p=grayscale_p, blur_p=blur_p, solarize_p=solarize_p
         )
 
-    def background_tensor(self, rng: np.random.Generator, *, out: torch.Tensor | None = None) -> torch.Tensor:
-        """A normalised ``(3, H, W)`` random crop of a drawn background image (into ``out`` when given)."""
+    def background_tensor(
+        self, rng: np.random.Generator, *, out: torch.Tensor | None = None, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """A normalised ``(3, H, W)`` random crop of a drawn background image (into ``out`` when given); its
+        rounded grey levels when ``out`` (or, without one, ``dtype``) is ``uint8``."""
         img = to_uint8_tensor(self.background(rng))
         box = random_resized_crop_box(img.shape[2], img.shape[1], self.bg_scale, self.bg_ratio, rng)
         x = resized_crop(img, box, self.size, interpolation=self.interpolation)
         if out is None:
-            out = torch.empty(3, *self.size)
+            out = torch.empty(3, *self.size, dtype=dtype)
         return self.bg_aug(x, rng, out=out, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
     def __call__(
@@ -173,21 +177,29 @@ class CompositeMaker:
         """Paste ``persons`` (P, 3, h, w), normalised, into a background.
 
         Args:
-            persons: The person views, normalised.
+            persons: The person views, normalised (or ``uint8``: quantised).
             rng: The sample's generator.
             out: ``(composite, masks)`` tensors to write into (a batch's slots); new ones when None.
 
         Returns:
             ``(composite, masks)``: ``(3, H, W)`` normalised and ``(P, H, W)`` float {0, 1}, mask p marking
-            the pixels of person p.
+            the pixels of person p; both ``uint8`` for ``uint8`` persons.
         """
         if tuple(persons.shape[-2:]) != self.person_size:
             raise ValueError(f"person views are {tuple(persons.shape[-2:])}, expected {self.person_size}")
-        canvas = self.background_tensor(rng, out=None if out is None else out[0])
-        masks = torch.zeros(persons.shape[0], *self.size) if out is None else out[1].zero_()
+        quantised = persons.dtype == torch.uint8
+        canvas = self.background_tensor(rng, out=None if out is None else out[0], dtype=persons.dtype)
+        if out is None:
+            masks = torch.zeros(persons.shape[0], *self.size, dtype=persons.dtype)
+        else:
+            masks = out[1].zero_()
         ph, pw = self.person_size
         for p, (top, left) in enumerate(paste_positions(self.size, self.person_size, persons.shape[0], rng)):
             region = canvas[:, top : top + ph, left : left + pw]  # a view: the blend writes into the canvas
-            region.mul_(1.0 - self.alpha).add_(persons[p], alpha=self.alpha)
-            masks[p, top : top + ph, left : left + pw] = 1.0
+            if quantised:  # the blend of two grey levels stays in 0-255: + 0.5 and truncation round it
+                blend = region.float().mul_(1.0 - self.alpha).add_(persons[p].float(), alpha=self.alpha)
+                to_uint8_(blend.add_(0.5), region)
+            else:
+                region.mul_(1.0 - self.alpha).add_(persons[p], alpha=self.alpha)
+            masks[p, top : top + ph, left : left + pw] = 1
         return canvas, masks

@@ -74,7 +74,8 @@ class MetaArch(nn.Module):
 
     ``forward(batch, step)`` returns ``{"loss": weighted total, <term>: unweighted value, ...}`` for a batch
     from :func:`saip_bench.pretrain.views.collate_views` (view-major ``globals``, ``locals``; ``composite``
-    and ``masks`` when CSS is active).
+    and ``masks`` when CSS is active), normalised or ``uint8`` (quantised views, normalised here on the
+    model's device by :func:`saip_bench.pretrain.views.normalize_views`).
     """
 
     def __init__(self, spec: MethodSpec, settings: ArchSettings) -> None:
@@ -231,6 +232,9 @@ class MetaArch(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        from saip_bench.pretrain.views import normalize_views
+
+        batch = normalize_views(batch)
         gen = self.step_generator(step)
         terms = self._mae(batch, gen) if self.spec.has("mae") else self._views_terms(batch, step, gen)
         total = sum(self.spec.weights[name] * terms[name] for name in self.spec.terms)

@@ -37,15 +37,20 @@ from saip_bench.pretrain.image_ops import (
     gaussian_blur,
     normalize,
     normalize_mapped,
+    normalize_uint8,
+    quantize,
     resized_crop,
     solarize,
+    to_uint8_,
     to_uint8_tensor,
 )
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "IMAGE_KEYS",
     "INSTANCE",
+    "OUTPUTS",
     "REGION",
     "RESCALE_CHOICES",
     "MultiCropViews",
@@ -54,6 +59,7 @@ __all__ = [
     "ViewBatch",
     "collate_views",
     "draw_rescale_factors",
+    "normalize_views",
     "rescale",
     "rescaled_size",
     "sample_rng",
@@ -63,6 +69,12 @@ __all__ = [
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESCALE_CHOICES = (0.75, 0.875, 1.125, 1.25)
+#: What the views are stored as: ``float32`` normalised with ImageNet's mean and std, or ``uint8`` grey levels
+#: (a quarter of the bytes through a loader worker's shared memory and the host-to-device copy), normalised
+#: on the training device by :func:`normalize_views`.
+OUTPUTS = ("float32", "uint8")
+#: The image keys of a views batch (``masks`` is the other).
+IMAGE_KEYS = ("globals", "locals", "composite")
 # Index of each paste mask in the "masks" tensor.
 INSTANCE = 0  # where locals[L-1] (global view 1, small) was pasted; query: the student's global view 1
 REGION = 1  # where locals[L-2] was pasted; query: the rescaled local view L-2
@@ -185,8 +197,10 @@ class PhotometricAugment:
         """Augment a ``(3, H, W)`` float image on the 0-255 scale, in place where possible.
 
         With ``out`` (a ``(3, H, W)`` slot) the result is normalised with ``mean`` and ``std`` (on the 0-1
-        scale, ImageNet's by default) straight into it, the last colour operations folded into that pass;
-        the coins and parameters are drawn in the same order either way.
+        scale, ImageNet's by default) straight into it, the last colour operations folded into that pass; a
+        ``uint8`` slot gets the grey levels rounded instead (:func:`~saip_bench.pretrain.image_ops.quantize`),
+        ``x`` then holding them plus a half level, unrounded. The coins and parameters are drawn in the same
+        order either way.
 
         Returns:
             ``out``, or the augmented image: ``(3, H, W)``, or ``(1, H, W)`` when it was turned grey (the
@@ -212,6 +226,8 @@ class PhotometricAugment:
                 x = solarize(x)
             if out is None:
                 return x
+        if out.dtype == torch.uint8:
+            return quantize(x, out=out, colour=colour)
         if colour.is_identity():
             return normalize(x, mean, std, out=out)
         return normalize_mapped(x, colour, mean, std, out=out)
@@ -235,6 +251,9 @@ class MultiCropViews:
         blur_sigma: Gaussian blur standard deviation range, in pixels (PIL's ``radius``).
         interpolation: ``"bicubic"`` (DINO's ``RandomResizedCrop``) or ``"bilinear"`` (about 10% faster
             per crop), both antialiased.
+        output: ``"float32"``: views normalised with ImageNet's mean and std; ``"uint8"``: the grey levels,
+            rounded (:func:`normalize_views` normalises them where the model runs). Slots passed as ``out``
+            decide by their own dtype.
     """
 
     def __init__(
@@ -255,7 +274,11 @@ class MultiCropViews:
         local_blur_p: float = 0.5,
         blur_sigma: tuple[float, float] = (0.1, 2.0),
         interpolation: str = "bicubic",
+        output: str = "float32",
     ) -> None:
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        self.dtype = torch.uint8 if output == "uint8" else torch.float32
         if local_crops_number < 0:
             raise ValueError(f"local_crops_number must be >= 0, got {local_crops_number}")
         self.global_size = tuple(int(s) for s in global_size)
@@ -282,11 +305,21 @@ class MultiCropViews:
         aug: PhotometricAugment,
         rng: np.random.Generator,
         out: torch.Tensor,
-    ) -> None:
-        """One random resized crop of ``img``, augmented and normalised into ``out``."""
+        *,
+        keep: bool = False,
+    ) -> torch.Tensor | None:
+        """One random resized crop of ``img``, augmented and normalised (or quantised) into ``out``.
+
+        ``keep`` (a ``uint8`` slot): return the float image that was quantised, for the view's small copy.
+        """
         box = random_resized_crop_box(img.shape[2], img.shape[1], scale, self.ratio, rng)
         x = resized_crop(img, box, size, interpolation=self.interpolation)
-        aug(x, rng, out=out, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        if not keep:
+            aug(x, rng, out=out, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+            return None
+        x = aug(x, rng)  # the same draws as with a slot
+        quantize(x, out=out)
+        return x
 
     def __call__(
         self,
@@ -303,17 +336,25 @@ class MultiCropViews:
         img = to_uint8_tensor(img)
         if out is None:
             out = {
-                "globals": torch.empty(len(self.global_aug), 3, *self.global_size),
-                "locals": torch.empty(self.local_crops_number, 3, *self.local_size),
+                "globals": torch.empty(len(self.global_aug), 3, *self.global_size, dtype=self.dtype),
+                "locals": torch.empty(self.local_crops_number, 3, *self.local_size, dtype=self.dtype),
             }
         globals_, locals_ = out["globals"], out["locals"]
-        for view, aug in zip(globals_, self.global_aug, strict=True):
-            self._view(img, self.global_size, self.global_scale, aug, rng, view)
+        quantised = globals_.dtype == torch.uint8
+        small = None
+        for i, (view, aug) in enumerate(zip(globals_, self.global_aug, strict=True)):
+            keep = quantised and i == 0 and self.local_crops_number > 0
+            kept = self._view(img, self.global_size, self.global_scale, aug, rng, view, keep=keep)
+            small = kept if keep else small
         for view in locals_[:-1]:
             self._view(img, self.local_size, self.local_scale, self.local_aug, rng, view)
         if self.local_crops_number > 0:
-            # The small copy is the augmented global view 1 itself, area-downsampled (same person, same look).
-            area_downsample(globals_[0], self.local_size, out=locals_[-1])
+            # The small copy is the augmented global view 1 itself, area-downsampled (same person, same look):
+            # of the normalised view, or of the quantised one before rounding (then rounded itself).
+            if quantised:
+                to_uint8_(area_downsample(small, self.local_size), locals_[-1])
+            else:
+                area_downsample(globals_[0], self.local_size, out=locals_[-1])
         return out
 
 
@@ -356,6 +397,15 @@ class SaipViews:
             views["composite"], views["masks"] = self.composite(persons, rng, out=slots)
         return views
 
+    def batch_dtypes(self) -> dict[str, torch.dtype]:
+        """The dtype of each key of a batch: the views' (:attr:`MultiCropViews.dtype`); masks ``uint8`` {0, 1}
+        with ``uint8`` views, else ``float32``."""
+        dtype = self.multicrop.dtype
+        dtypes = {"globals": dtype, "locals": dtype}
+        if self.composite is not None:
+            dtypes["composite"], dtypes["masks"] = dtype, dtype
+        return dtypes
+
     def batch_shapes(self, batch_size: int) -> dict[str, tuple[int, ...]]:
         """The shapes :func:`collate_views` gives a batch of ``batch_size`` samples (view-major views)."""
         mc = self.multicrop
@@ -380,7 +430,9 @@ class SaipViews:
         """
         if not hasattr(self, "_memory"):  # made lazily: unpickled copies (loader workers) start without one
             self._memory = BatchMemory()
-        batch = {key: self._memory.tensor(shape) for key, shape in self.batch_shapes(batch_size).items()}
+        dtypes = self.batch_dtypes()
+        shapes = self.batch_shapes(batch_size)
+        batch = {key: self._memory.tensor(shape, dtypes[key]) for key, shape in shapes.items()}
         samples = ViewBatch(batch)
         for b, (img, rng) in enumerate(items):
             if b >= batch_size:
@@ -428,25 +480,49 @@ class BatchMemory:
     def __getstate__(self) -> dict:
         return {"capacity": self.capacity, "_blocks": []}  # a copy (a worker) starts empty
 
-    def tensor(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """An uninitialised float32 tensor of ``shape``: a free block of that size, or a new one."""
+    def tensor(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """An uninitialised tensor of ``shape`` and ``dtype``: a free block of that size, or a new one."""
         if get_worker_info() is not None:
-            return _shared_tensor(shape)
-        nbytes = math.prod(shape) * 4
+            return _shared_tensor(shape, dtype)
+        nbytes = math.prod(shape) * dtype.itemsize
         for block in self._blocks:
             if block.nbytes() == nbytes and _only_reference(block):
-                return torch.empty(0, dtype=torch.float32).set_(block, 0, shape)
-        out = torch.empty(shape, dtype=torch.float32)
+                return torch.empty(0, dtype=dtype).set_(block, 0, shape)
+        out = torch.empty(shape, dtype=dtype)
         if len(self._blocks) < self.capacity and _only_reference is not _never:
             self._blocks.append(out.untyped_storage())
         return out
 
 
-def _shared_tensor(shape: tuple[int, ...]) -> torch.Tensor:
+def _shared_tensor(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
     # In a loader worker, allocate in shared memory as default_collate does, so that sending the batch to
     # the main process moves no data.
-    storage = torch.empty(0)._typed_storage()._new_shared(math.prod(shape), device="cpu")
-    return torch.empty(0).new(storage).view(shape)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
+
+
+def normalize_views(
+    batch: dict[str, torch.Tensor],
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> dict[str, torch.Tensor]:
+    """A views batch as the model reads it: ``uint8`` images normalised to ``float32`` and ``uint8`` masks as
+    ``float32``, on the device they are on; float tensors and other keys as they are.
+
+    The same numbers as views made as ``float32`` from the rounded grey levels (:func:`quantize`'s); a batch
+    that is float already is returned unchanged (its tensors the same objects).
+    """
+    if not any(isinstance(t, torch.Tensor) and t.dtype == torch.uint8 for t in batch.values()):
+        return batch
+    out = dict(batch)
+    for key in IMAGE_KEYS:
+        t = out.get(key)
+        if isinstance(t, torch.Tensor) and t.dtype == torch.uint8:
+            out[key] = normalize_uint8(t, mean, std)
+    masks = out.get("masks")
+    if isinstance(masks, torch.Tensor) and masks.dtype == torch.uint8:
+        out["masks"] = masks.float()
+    return out
 
 
 def _never(block: torch.UntypedStorage) -> bool:

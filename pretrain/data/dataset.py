@@ -76,7 +76,7 @@ class PretrainDataset(Dataset):
             background_from_sequence,
         )
         from saip_bench.pretrain.data.lup import list_images
-        from saip_bench.pretrain.views import MultiCropViews, SaipViews
+        from saip_bench.pretrain.views import OUTPUTS, MultiCropViews, SaipViews
 
         spec = spec or methods.resolve(cfg.method, cfg.objectives, dict(cfg.loss))
         root = Path(root)
@@ -89,6 +89,8 @@ class PretrainDataset(Dataset):
         n_local = int(v.local_crops) if spec.needs_locals else 0
         if spec.needs_composite and n_local < 2:
             raise ConfigError(f"views.local_crops={n_local}: CSS pastes the last two local views; use >= 2")
+        if str(v.output) not in OUTPUTS:
+            raise ConfigError(f"views.output={v.output!r}: expected one of {', '.join(OUTPUTS)}")
         multicrop = MultiCropViews(
             global_size=tuple(v.global_size),
             local_size=tuple(v.local_size),
@@ -100,6 +102,7 @@ class PretrainDataset(Dataset):
             grayscale_p=float(v.grayscale_p),
             global_solarize_p=(0.0, float(v.solarize_p)),
             local_blur_p=float(v.local_blur_p),
+            output=str(v.output),
         )
         composite = None
         if spec.needs_composite:
