@@ -81,7 +81,7 @@ def test_uint8_views_are_the_float_views_rounded(index):
     assert torch.equal(back["masks"], floats["masks"])
 
 
-def test_make_batch_in_uint8_equals_collating_the_samples_and_reuses_nothing_held():
+def test_make_batch_in_uint8_equals_collating_the_samples():
     views = _views("uint8")
     imgs = [_img(i) for i in range(3)]
     made = collate_views(views.make_batch(3, ((im, sample_rng(1, 2, i)) for i, im in enumerate(imgs))))
