@@ -451,12 +451,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         paths = {"loader (__getitems__ + collate)": loader_batch}
         workers = {"in a DataLoader worker (batch in shared memory)": dataset}
+        pairs: list[tuple[str, str]] = []  # (ours, the other output), in process and in a worker
         if args.compare_output:
             other = "float32" if dataset.views.multicrop.dtype == torch.uint8 else "uint8"
             other_set = build_dataset(root, args.recipe, args.interpolation, output=other)
             label = f"views.output={other}"
             paths[f"loader, {label}"] = lambda _dataset, keys: loader_batch(other_set, keys)
             workers[f"in a DataLoader worker, {label}"] = other_set
+            pairs = [(next(iter(paths)), f"loader, {label}")]
+            if args.worker_seconds > 0:
+                pairs.append(tuple(workers))
         if args.per_sample:
             paths["per sample (__getitem__ x B + stacking collate)"] = per_sample_batch
         if args.compare_with:
@@ -494,12 +498,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"loader path / views code at {args.compare_with}: {theirs[2] / ours[2]:.2f}x by CPU time, "
                 f"{theirs[4] / ours[4]:.2f}x by each batch's fastest repeat (same batches, alternating)"
             )
-        if args.compare_output:
-            names = list(results)
-            for mine, theirs in ((names[0], f"loader, {label}"), (names[-2], names[-1])):
-                if mine in results and theirs in results and mine != theirs:
-                    ratio = results[theirs][2] / results[theirs][0] / (results[mine][2] / results[mine][0])
-                    print(f"{mine} / {theirs}: {ratio:.2f}x by CPU time per image (alternating)")
+        for mine, theirs in pairs:
+            ratio = results[theirs][2] / results[theirs][0] / (results[mine][2] / results[mine][0])
+            print(f"{mine} / {theirs}: {ratio:.2f}x by CPU time per image (alternating)")
         print(f"load average (1, 5, 15 min) before: {load_before}, after: {load_average()}")
         if args.profile_seconds > 0:
             profile(dataset, keys, args.profile_seconds)

@@ -341,8 +341,8 @@ def normalize_uint8(
     """``(x / 255 - mean) / std`` per channel of a ``uint8`` ``(..., 3, H, W)`` batch, as ``float32`` on its
     device: where quantised views (:func:`quantize`) become the model's input, after the host-to-device copy
     (a quarter of the float32 bytes)."""
-    bias, scale = _normalize_constants(tuple(mean), tuple(std))
-    return torch.mul(x, scale.to(x.device), out=torch.empty(x.shape, device=x.device)).add_(bias.to(x.device))
+    bias, scale = _normalize_constants(tuple(mean), tuple(std), x.device)
+    return torch.mul(x, scale, out=torch.empty(x.shape, device=x.device)).add_(bias)
 
 
 def adjust_hue(x: torch.Tensor, shift: float) -> torch.Tensor:
@@ -441,7 +441,8 @@ def normalize(
 
 @functools.lru_cache(maxsize=8)
 def _normalize_constants(
-    mean: tuple[float, ...], std: tuple[float, ...]
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    # per device too: normalising a batch on the GPU every step copies no constants there
     m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
-    return -m / s, 1.0 / (255.0 * s)
+    return (-m / s).to(device), (1.0 / (255.0 * s)).to(device)

@@ -341,18 +341,17 @@ class MultiCropViews:
             }
         globals_, locals_ = out["globals"], out["locals"]
         quantised = globals_.dtype == torch.uint8
-        small = None
-        for i, (view, aug) in enumerate(zip(globals_, self.global_aug, strict=True)):
-            keep = quantised and i == 0 and self.local_crops_number > 0
-            kept = self._view(img, self.global_size, self.global_scale, aug, rng, view, keep=keep)
-            small = kept if keep else small
+        kept = [
+            self._view(img, self.global_size, self.global_scale, aug, rng, view, keep=quantised and i == 0)
+            for i, (view, aug) in enumerate(zip(globals_, self.global_aug, strict=True))
+        ]
         for view in locals_[:-1]:
             self._view(img, self.local_size, self.local_scale, self.local_aug, rng, view)
         if self.local_crops_number > 0:
             # The small copy is the augmented global view 1 itself, area-downsampled (same person, same look):
             # of the normalised view, or of the quantised one before rounding (then rounded itself).
             if quantised:
-                to_uint8_(area_downsample(small, self.local_size), locals_[-1])
+                to_uint8_(area_downsample(kept[0], self.local_size), locals_[-1])
             else:
                 area_downsample(globals_[0], self.local_size, out=locals_[-1])
         return out
@@ -397,15 +396,6 @@ class SaipViews:
             views["composite"], views["masks"] = self.composite(persons, rng, out=slots)
         return views
 
-    def batch_dtypes(self) -> dict[str, torch.dtype]:
-        """The dtype of each key of a batch: the views' (:attr:`MultiCropViews.dtype`); masks ``uint8`` {0, 1}
-        with ``uint8`` views, else ``float32``."""
-        dtype = self.multicrop.dtype
-        dtypes = {"globals": dtype, "locals": dtype}
-        if self.composite is not None:
-            dtypes["composite"], dtypes["masks"] = dtype, dtype
-        return dtypes
-
     def batch_shapes(self, batch_size: int) -> dict[str, tuple[int, ...]]:
         """The shapes :func:`collate_views` gives a batch of ``batch_size`` samples (view-major views)."""
         mc = self.multicrop
@@ -430,9 +420,9 @@ class SaipViews:
         """
         if not hasattr(self, "_memory"):  # made lazily: unpickled copies (loader workers) start without one
             self._memory = BatchMemory()
-        dtypes = self.batch_dtypes()
+        dtype = self.multicrop.dtype  # of every key: uint8 views come with uint8 {0, 1} masks
         shapes = self.batch_shapes(batch_size)
-        batch = {key: self._memory.tensor(shape, dtypes[key]) for key, shape in shapes.items()}
+        batch = {key: self._memory.tensor(shape, dtype) for key, shape in shapes.items()}
         samples = ViewBatch(batch)
         for b, (img, rng) in enumerate(items):
             if b >= batch_size:
