@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -118,6 +119,39 @@ def random_resized_crop_box(
     return (height - h) // 2, (width - w) // 2, h, w
 
 
+BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
+#: Floats a view's draws take in a ``crops`` batch (:meth:`ViewDraws.encode`).
+DRAW_FIELDS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class ViewDraws:
+    """One view's photometric draws (:meth:`PhotometricAugment.draw`).
+
+    ``jitter``: the colour operations as ``(operation, factor)`` in the order they apply (operation 0
+    brightness, 1 contrast, 2 saturation, 3 hue; empty without jitter); ``sigma``: the blur's standard
+    deviation in pixels, 0 for no blur.
+    """
+
+    flip: bool = False
+    jitter: tuple[tuple[int, float], ...] = ()
+    grey: bool = False
+    sigma: float = 0.0
+    solarize: bool = False
+
+    def encode(self, out: torch.Tensor) -> torch.Tensor:
+        """The draws as :data:`DRAW_FIELDS` floats into ``out`` (what a ``crops`` batch carries, read by
+        :func:`augment_tensor`): flip, then (operation, factor) four times (operation -1: none), grey,
+        sigma, solarize."""
+        values = [float(self.flip)]
+        for i in range(4):
+            op, factor = self.jitter[i] if i < len(self.jitter) else (-1, 0.0)
+            values += [float(op), float(factor)]
+        values += [float(self.grey), float(self.sigma), float(self.solarize)]
+        out.copy_(torch.tensor(values, dtype=out.dtype))
+        return out
+
+
 class PhotometricAugment:
     """Flip, colour jitter, grayscale, Gaussian blur and solarization, all drawn from a numpy generator.
 
@@ -126,7 +160,9 @@ class PhotometricAugment:
     hue shift uniform in ``[-hue, hue]``, the four in a random order, each clamped); grey with
     ``grayscale_p``; with ``blur_p`` a Gaussian blur of standard deviation uniform in ``blur_sigma``; with
     ``solarize_p`` PIL's solarization at 128. Every coin is drawn whether or not the operation applies, and
-    the operation's parameters only when it does, in the order of the PIL version this replaces.
+    the operation's parameters only when it does, in the order of the PIL version this replaces
+    (:meth:`draw`); :meth:`apply` applies them to one image, :func:`augment_tensor` to a batch of views
+    on the training device.
     """
 
     def __init__(
@@ -148,35 +184,47 @@ class PhotometricAugment:
             solarize_p,
         )
 
-    def _jitter(self, x: torch.Tensor, rng: np.random.Generator, colour: ColourMap) -> torch.Tensor:
-        """ColorJitter: draws the factors and the order, and runs the four as few passes as it can.
+    def draw(self, rng: np.random.Generator) -> ViewDraws:
+        """One view's coins and parameters, in the PIL pipeline's order (ColorJitter's factors in the order
+        brightness, contrast, saturation, hue, then the order they apply in)."""
+        flip = rng.random() < self.flip_p
+        jitter: tuple[tuple[int, float], ...] = ()
+        if rng.random() < self.jitter_p:
+            brightness, contrast, saturation, hue = self.jitter
+            ops: list[tuple[int, float]] = []
+            if brightness > 0:
+                ops.append((BRIGHTNESS, rng.uniform(max(0.0, 1 - brightness), 1 + brightness)))
+            if contrast > 0:
+                ops.append((CONTRAST, rng.uniform(max(0.0, 1 - contrast), 1 + contrast)))
+            if saturation > 0:
+                ops.append((SATURATION, rng.uniform(max(0.0, 1 - saturation), 1 + saturation)))
+            if hue > 0:
+                ops.append((HUE, rng.uniform(-hue, hue)))
+            # torchvision's ColorJitter applies the four in a random order; so do we.
+            jitter = tuple((ops[i][0], float(ops[i][1])) for i in rng.permutation(len(ops)))
+        grey = rng.random() < self.grayscale_p
+        blur = rng.random() < self.blur_p
+        sigma = float(rng.uniform(*self.blur_sigma)) if blur else 0.0
+        solar = rng.random() < self.solarize_p
+        return ViewDraws(bool(flip), jitter, bool(grey), sigma, bool(solar))
+
+    @staticmethod
+    def _jitter(x: torch.Tensor, jitter: tuple[tuple[int, float], ...], colour: ColourMap) -> torch.Tensor:
+        """ColorJitter's operations in their drawn order, as few passes as it can.
 
         Each operation clamps after it only where it can leave the valid range (a factor above 1, any hue
         turn), as torchvision's; the operations between two clamps are composed in ``colour``
         (:class:`~saip_bench.pretrain.image_ops.ColourMap`) and applied at the clamp. Returns the image,
         with ``colour`` holding what is still to apply to it.
         """
-        brightness, contrast, saturation, hue = self.jitter
-        ops: list[tuple[int, float]] = []
-        if brightness > 0:
-            ops.append((0, rng.uniform(max(0.0, 1 - brightness), 1 + brightness)))
-        if contrast > 0:
-            ops.append((1, rng.uniform(max(0.0, 1 - contrast), 1 + contrast)))
-        if saturation > 0:
-            ops.append((2, rng.uniform(max(0.0, 1 - saturation), 1 + saturation)))
-        if hue > 0:
-            ops.append((3, rng.uniform(-hue, hue)))
         means = None  # channel means of x, once a contrast needs them
-        # torchvision's ColorJitter applies the four in a random order; so do we.
-        for i in rng.permutation(len(ops)):
-            op, factor = ops[i]
-            factor = float(factor)
-            if op == 3:
+        for op, factor in jitter:
+            if op == HUE:
                 x, means = apply_hue(x, factor, colour), None
                 continue
-            if op == 0:
+            if op == BRIGHTNESS:
                 colour.scale(factor)
-            elif op == 1:
+            elif op == CONTRAST:
                 means = means or channel_means(x)
                 colour.blend_with_mean(factor, means)
             else:
@@ -194,34 +242,43 @@ class PhotometricAugment:
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
     ) -> torch.Tensor:
-        """Augment a ``(3, H, W)`` float image on the 0-255 scale, in place where possible.
+        """:meth:`apply` of a fresh :meth:`draw` from ``rng``."""
+        return self.apply(x, self.draw(rng), out=out, mean=mean, std=std)
+
+    def apply(
+        self,
+        x: torch.Tensor,
+        draws: ViewDraws,
+        *,
+        out: torch.Tensor | None = None,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> torch.Tensor:
+        """Augment a ``(3, H, W)`` float image on the 0-255 scale as ``draws`` say, in place where possible.
 
         With ``out`` (a ``(3, H, W)`` slot) the result is normalised with ``mean`` and ``std`` (on the 0-1
         scale, ImageNet's by default) straight into it, the last colour operations folded into that pass; a
         ``uint8`` slot gets the grey levels rounded instead (:func:`~saip_bench.pretrain.image_ops.quantize`),
-        ``x`` then holding them plus a half level, unrounded. The coins and parameters are drawn in the same
-        order either way.
+        ``x`` then holding them plus a half level, unrounded.
 
         Returns:
             ``out``, or the augmented image: ``(3, H, W)``, or ``(1, H, W)`` when it was turned grey (the
             channel broadcasts in :func:`saip_bench.pretrain.image_ops.normalize`).
         """
-        if rng.random() < self.flip_p:
+        if draws.flip:
             x = x.flip(-1)
         colour = ColourMap()
-        if rng.random() < self.jitter_p:
-            x = self._jitter(x, rng, colour)
-        if rng.random() < self.grayscale_p:
+        if draws.jitter:
+            x = self._jitter(x, draws.jitter, colour)
+        if draws.grey:
             row, c = colour.grey_row()
             colour = ColourMap()
             x = colour_plane(x, row, c)
-        blur = rng.random() < self.blur_p
-        sigma = rng.uniform(*self.blur_sigma) if blur else 0.0
-        solar = rng.random() < self.solarize_p
+        blur, solar = draws.sigma > 0, draws.solarize
         if blur or solar or out is None:
             x = colour.apply(x)
             if blur:
-                x = gaussian_blur(x, sigma)
+                x = gaussian_blur(x, draws.sigma)
             if solar:
                 x = solarize(x)
             if out is None:
