@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU fast path in one run (issue 15): pretraining images/s, MFU and peak GPU memory at batch 64 and 256,
-# with and without torch.compile, then a smoke evaluation of one dataset of every task on CUDA; a summary
-# table at the end. Sized for under 10 minutes on one H100-class GPU (every step has a timeout, and all of
+# with and without torch.compile, the data pipeline with the augmentation on the GPU (views.output=crops: a
+# worker's images/s per core and the device half's images/s), then a smoke evaluation of one dataset of every
+# task on CUDA; a summary table at the end. Sized for under 10 minutes on one H100-class GPU (every step has a timeout, and all of
 # them together stop at SAIP_GPU_BUDGET_S).
 #
 #   bash benchmarks/gpu.sh              # on a CUDA machine, from the repository root or anywhere
@@ -150,6 +151,11 @@ bench_cmd() {  # bench_cmd BATCH [--compile]
     "--threads 8${2:+ $2}${bench_extra:+ $bench_extra}"
 }
 
+crops_cmd() {  # the data pipeline with views.output=crops: workers' share on this CPU, the device half on $device
+  echo "$py benchmarks/pretrain_data.py --crops --crops-device $device --batch-size 256 --images 512" \
+    "--seconds 10 --worker-seconds 20 --profile-seconds 0"
+}
+
 smoke_cmds() {  # smoke_cmds DEVICE DATA WS TASK:DATASET...: one "saip data synth" + "saip evaluate" per set
   local device=$1 data=$2 ws=$3; shift 3
   local pair
@@ -171,6 +177,7 @@ print_gpu_commands() {
       echo "# (batch $b with --compile: pretrain_step.py has no --compile flag yet)"
     fi
   done
+  crops_cmd
   smoke_cmds "$device" "$out/data" "$out/ws" "${smoke_sets[@]}"
 }
 
@@ -189,6 +196,8 @@ if [[ $mode == dry ]]; then
   print_gpu_commands
   echo "# dry run: the CPU-checkable parts${missing:+ (smokes the GPU run would skip here: ${missing//$'\n'/ })}"
   run bench-tiny-cpu $py benchmarks/pretrain_step.py --tiny --steps 1 --device cpu --threads 1
+  run views-crops-cpu $py benchmarks/pretrain_data.py --recipe smoke_cpu --images 16 --crops --seconds 1 \
+    --warmup-seconds 0.2 --worker-seconds 1 --profile-seconds 0
   run synth-market1501 saip data synth --format market1501 --out "$out/data" --ids 16 --images 192
   run smoke-reid-cpu saip evaluate --task reid --dataset market1501 --backbone random:saip_vit_tiny_patch16 \
     --data-root "$out/data" --workspace "$out/ws" --budget smoke --device cpu
@@ -211,6 +220,8 @@ for b in "${batches[@]}"; do
   # shellcheck disable=SC2046
   run "bench-b$b" $(bench_cmd "$b")
 done
+# shellcheck disable=SC2046
+run views-crops-b256 $(crops_cmd)
 for pair in "${smoke_sets[@]}"; do
   task=${pair%%:*} dataset=${pair#*:}
   missing=$(missing_for "$dataset")

@@ -253,6 +253,34 @@ def run(
     return {name: (int(t[0]), t[1], t[2], int(t[3]), t[4]) for name, t in totals.items()}
 
 
+def device_half(dataset, keys: list[list[tuple[int, int]]], seconds: float, device: str = "cpu") -> str:
+    """The device half of ``views.output: crops`` (``finish_views``) timed on ``device``, batch after batch,
+    the batch already there: on the CPU (this process's one thread) a reference for what a GPU takes over;
+    on a GPU its real cost per image (wall time between two synchronisations)."""
+    from saip_bench.pretrain.views import normalize_views
+
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    images, elapsed, i = 0, 0.0, 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or i < 3:
+        batch = {k: t.to(dev) for k, t in loader_batch(dataset, keys[i % len(keys)]).items()}
+        sync()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        normalize_views(batch)
+        sync()
+        if i > 0:  # the first call warms the kernels up
+            elapsed += (time.perf_counter() - wall0) if dev.type == "cuda" else (time.process_time() - cpu0)
+            images += len(keys[i % len(keys)])
+        i += 1
+    clock = "wall time, synchronised" if dev.type == "cuda" else "CPU time, 1 thread"
+    return (
+        f"views.output=crops, device half (device_views.finish_views) on {device}, batches of "
+        f"{len(keys[0])}: {1e3 * elapsed / images:.3f} ms per image, {images / elapsed:.0f} images/s "
+        f"({images} images, {clock})"
+    )
+
+
 class WorkerClock(Dataset):
     """The dataset, with the worker's CPU clock and page-fault count attached to every batch it makes."""
 
@@ -430,6 +458,14 @@ def main(argv: list[str] | None = None) -> int:
         "process and in a real worker",
     )  # fmt: skip
     p.add_argument(
+        "--crops", action="store_true",
+        help="also time views.output=crops (the worker's half: decode, crops, draws), alternating, in "
+        "process and in a real worker, and the device half (device_views.finish_views) on this CPU",
+    )  # fmt: skip
+    p.add_argument(
+        "--crops-device", default="cpu", help="with --crops: where to time the device half (cpu, cuda)"
+    )
+    p.add_argument(
         "--worker-rounds", type=int, default=1,
         help="with --compare-output: alternate the workers this many times (--worker-seconds in all, each)",
     )  # fmt: skip
@@ -461,6 +497,14 @@ def main(argv: list[str] | None = None) -> int:
             pairs = [(next(iter(paths)), f"loader, {label}")]
             if args.worker_seconds > 0:
                 pairs.append(tuple(workers))
+        if args.crops:
+            crops_set = build_dataset(root, args.recipe, args.interpolation, output="crops")
+            label = "views.output=crops"
+            paths[f"loader, {label}"] = lambda _dataset, keys: loader_batch(crops_set, keys)
+            workers[f"in a DataLoader worker, {label}"] = crops_set
+            pairs.append((f"loader, {label}", next(iter(paths))))
+            if args.worker_seconds > 0:
+                pairs.append((f"in a DataLoader worker, {label}", next(iter(workers))))
         if args.per_sample:
             paths["per sample (__getitem__ x B + stacking collate)"] = per_sample_batch
         if args.compare_with:
@@ -471,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         load_before = load_average()
         results = run(paths, dataset, keys, args.seconds, args.repeats)
         if args.worker_seconds > 0:
-            rounds = args.worker_rounds if args.compare_output else 1
+            rounds = args.worker_rounds if args.compare_output or args.crops else 1
             results.update(run_in_workers(workers, keys, args.worker_seconds, rounds))
         print(
             f"one process, 1 thread, batches of {args.batch_size}; in-process paths alternating, each batch "
@@ -502,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
             ratio = results[theirs][2] / results[theirs][0] / (results[mine][2] / results[mine][0])
             print(f"{mine} / {theirs}: {ratio:.2f}x by CPU time per image (alternating)")
         print(f"load average (1, 5, 15 min) before: {load_before}, after: {load_average()}")
+        if args.crops:  # after the load average: the line gpu.sh's summary shows
+            print(device_half(crops_set, keys, args.seconds / 4, args.crops_device))
         if args.profile_seconds > 0:
             profile(dataset, keys, args.profile_seconds)
     return 0

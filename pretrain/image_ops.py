@@ -129,11 +129,13 @@ def resized_crop(
     size: tuple[int, int],
     *,
     interpolation: str = "bicubic",
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Crop ``box = (top, left, h, w)`` out of a ``uint8`` image and resize it to ``size = (H, W)``.
 
     One antialiased resample of the ``uint8`` pixels (torch's vectorised channels-last kernel), then one
-    conversion to a contiguous ``float32`` image on the 0-255 scale, not rounded.
+    conversion to a contiguous ``float32`` image on the 0-255 scale, not rounded; or a copy into ``out``, a
+    ``(3, H, W)`` slot of either dtype (``uint8``: the resampled pixels as they are).
     """
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
@@ -142,6 +144,8 @@ def resized_crop(
     if (h, w) != tuple(size):
         crop = crop.contiguous(memory_format=torch.channels_last)
         crop = F.interpolate(crop, size=tuple(size), mode=interpolation, antialias=True, align_corners=False)
+    if out is not None:
+        return out.copy_(crop[0])
     return crop.to(torch.float32, memory_format=torch.contiguous_format)[0]
 
 

@@ -72,8 +72,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RESCALE_CHOICES = (0.75, 0.875, 1.125, 1.25)
 #: What the views are stored as: ``float32`` normalised with ImageNet's mean and std, or ``uint8`` grey levels
 #: (a quarter of the bytes through a loader worker's shared memory and the host-to-device copy), normalised
-#: on the training device by :func:`normalize_views`.
-OUTPUTS = ("float32", "uint8")
+#: on the training device by :func:`normalize_views`; or ``crops``: the ``uint8`` crops with their
+#: photometric draws, the augmentation and normalisation done on the training device (device_views.py).
+OUTPUTS = ("float32", "uint8", "crops")
+#: The keys a ``crops`` batch adds, float32: each view's draws, each pasted person's place and weight.
+CROPS_KEYS = ("draws", "paste")
 #: The image keys of a views batch (``masks`` is the other).
 IMAGE_KEYS = ("globals", "locals", "composite")
 # Index of each paste mask in the "masks" tensor.
@@ -309,8 +312,9 @@ class MultiCropViews:
         interpolation: ``"bicubic"`` (DINO's ``RandomResizedCrop``) or ``"bilinear"`` (about 10% faster
             per crop), both antialiased.
         output: ``"float32"``: views normalised with ImageNet's mean and std; ``"uint8"``: the grey levels,
-            rounded (:func:`normalize_views` normalises them where the model runs). Slots passed as ``out``
-            decide by their own dtype.
+            rounded (:func:`normalize_views` normalises them where the model runs); ``"crops"``: the
+            ``uint8`` crops and their draws (``"draws"``), augmented where the model runs. For the first
+            two, slots passed as ``out`` decide by their own dtype.
     """
 
     def __init__(
@@ -335,7 +339,8 @@ class MultiCropViews:
     ) -> None:
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        self.dtype = torch.uint8 if output == "uint8" else torch.float32
+        self.crops = output == "crops"
+        self.dtype = torch.float32 if output == "float32" else torch.uint8
         if local_crops_number < 0:
             raise ValueError(f"local_crops_number must be >= 0, got {local_crops_number}")
         self.global_size = tuple(int(s) for s in global_size)
@@ -396,6 +401,10 @@ class MultiCropViews:
                 "globals": torch.empty(len(self.global_aug), 3, *self.global_size, dtype=self.dtype),
                 "locals": torch.empty(self.local_crops_number, 3, *self.local_size, dtype=self.dtype),
             }
+            if self.crops:
+                out["draws"] = torch.empty(self.n_draws, DRAW_FIELDS)
+        if self.crops:
+            return self._crops(img, rng, out)
         globals_, locals_ = out["globals"], out["locals"]
         quantised = globals_.dtype == torch.uint8
         kept = [
@@ -411,6 +420,31 @@ class MultiCropViews:
                 to_uint8_(area_downsample(kept[0], self.local_size), locals_[-1])
             else:
                 area_downsample(globals_[0], self.local_size, out=locals_[-1])
+        return out
+
+    @property
+    def n_draws(self) -> int:
+        """Views with draws of their own per sample: the globals and the locals but the small copy."""
+        return len(self.global_aug) + max(self.local_crops_number - 1, 0)
+
+    def _crops(self, img: torch.Tensor, rng: np.random.Generator, out: dict[str, torch.Tensor]) -> dict:
+        """``views.output: crops``: each view's ``uint8`` crop and its encoded draws into ``out``.
+
+        The same draws from ``rng`` in the same order as the finished views; the small copy's crop rows are
+        zero (device_views.py makes it from the augmented global view 1).
+        """
+        globals_, locals_ = out["globals"], out["locals"]
+        views = [
+            (self.global_size, self.global_scale, a, slot)
+            for a, slot in zip(self.global_aug, globals_, strict=True)
+        ]
+        if self.local_crops_number > 0:
+            views += [(self.local_size, self.local_scale, self.local_aug, slot) for slot in locals_[:-1]]
+            locals_[-1].zero_()
+        for i, (size, scale, aug, slot) in enumerate(views):
+            box = random_resized_crop_box(img.shape[2], img.shape[1], scale, self.ratio, rng)
+            resized_crop(img, box, size, interpolation=self.interpolation, out=slot)
+            aug.draw(rng).encode(out["draws"][i])
         return out
 
 
@@ -445,6 +479,16 @@ class SaipViews:
 
         ``out``: tensors of those shapes to write into (see :meth:`make_batch`); new ones when None.
         """
+        if self.multicrop.crops:
+            if out is None:
+                out = {  # one sample: the view-major keys (V, ...) as they are, the others without the batch
+                    k: torch.empty(shape if k in VIEW_MAJOR else shape[1:], dtype=_key_dtype(k, torch.uint8))
+                    for k, shape in self.batch_shapes(1).items()
+                }
+            views = self.multicrop(img, rng, out=out)
+            if self.composite is not None:
+                self.composite.crop(rng, out=(out["composite"], out["masks"], out["draws"][-1], out["paste"]))
+            return views
         views = self.multicrop(img, rng, out=out)
         if self.composite is not None:
             locals_ = views["locals"]
@@ -463,6 +507,10 @@ class SaipViews:
         if self.composite is not None:
             shapes["composite"] = (batch_size, 3, *self.composite.size)
             shapes["masks"] = (batch_size, 2, *self.composite.size)
+        if mc.crops:  # each view's draws (the background's last), each person's paste place and weight
+            shapes["draws"] = (batch_size, mc.n_draws + (self.composite is not None), DRAW_FIELDS)
+            if self.composite is not None:
+                shapes["paste"] = (batch_size, 2, 3)
         return shapes
 
     def make_batch(
@@ -477,9 +525,9 @@ class SaipViews:
         """
         if not hasattr(self, "_memory"):  # made lazily: unpickled copies (loader workers) start without one
             self._memory = BatchMemory()
-        dtype = self.multicrop.dtype  # of every key: uint8 views come with uint8 {0, 1} masks
+        dtype = self.multicrop.dtype  # of every image key: uint8 views come with uint8 {0, 1} masks
         shapes = self.batch_shapes(batch_size)
-        batch = {key: self._memory.tensor(shape, dtype) for key, shape in shapes.items()}
+        batch = {key: self._memory.tensor(shape, _key_dtype(key, dtype)) for key, shape in shapes.items()}
         samples = ViewBatch(batch)
         for b, (img, rng) in enumerate(items):
             if b >= batch_size:
@@ -492,6 +540,11 @@ class SaipViews:
         if len(samples) != batch_size:
             raise ValueError(f"make_batch got {len(samples)} items for batch_size={batch_size}")
         return samples
+
+
+def _key_dtype(key: str, images: torch.dtype) -> torch.dtype:
+    """The dtype of a views batch's ``key``: ``images`` (of the views and masks), float32 for the draws."""
+    return torch.float32 if key in CROPS_KEYS else images
 
 
 #: Keys whose per-sample views collate view-major (rows ``v * B + b``).
@@ -559,6 +612,10 @@ def normalize_views(
     The same numbers as views made as ``float32`` from the rounded grey levels (:func:`quantize`'s); a batch
     that is float already is returned unchanged (its tensors the same objects).
     """
+    from saip_bench.pretrain.device_views import finish_views, is_crops_batch
+
+    if is_crops_batch(batch):
+        return finish_views(batch, mean, std)
     if not any(isinstance(t, torch.Tensor) and t.dtype == torch.uint8 for t in batch.values()):
         return batch
     out = dict(batch)

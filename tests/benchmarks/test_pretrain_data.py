@@ -32,6 +32,8 @@ def test_data_benchmark_prints_rates_load_and_stages(capsys):
         ]
         assert bench.main([*args, *compare]) == 0
         second = capsys.readouterr().out
+        assert bench.main([*args, "--worker-seconds", "0.5", "--profile-seconds", "0", "--crops"]) == 0
+        crops = capsys.readouterr().out
     finally:
         torch.set_num_threads(threads)
         sys.modules.pop(spec.name, None)
@@ -62,3 +64,9 @@ def test_data_benchmark_prints_rates_load_and_stages(capsys):
         "composite",
     ):
         assert re.search(rf"[\d.]+ ms +[\d.]+%  {re.escape(stage)}", first), stage
+    # views.output=crops: the worker's half side by side with the finished views, and the device half timed
+    rates = dict(re.findall(r"  (.+?): [\d.]+ images/s wall, ([\d.]+) images/s per core of CPU time", crops))
+    assert {"loader, views.output=crops", "in a DataLoader worker, views.output=crops"} <= set(rates)
+    assert len(re.findall(r"views.output=crops / .*?: [\d.]+x by CPU time per image", crops)) == 2
+    device = re.search(r"device half \(device_views.finish_views\) on cpu, .*?: ([\d.]+) ms per image", crops)
+    assert device and float(device.group(1)) > 0
