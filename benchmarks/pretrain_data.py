@@ -50,6 +50,16 @@ costs about what normalising did) at 127-134 images/s. A sampling profile of the
 of its time in the same views code as in process; the remaining gap to the in-process rate is that code
 running slower in the worker process, not another stage.
 
+So the photometric half can leave the worker altogether (``views.output: crops``, device_views.py): the worker
+decodes, draws every parameter and resamples the ``uint8`` crops, the training device finishes the batch.
+``--crops`` times that worker side by side with the recipe's finished views (in process and in real workers,
+alternating) and the device half on ``--crops-device`` (here the CPU, one thread: a reference only; on a GPU,
+``benchmarks/gpu.sh``). Two runs back to back on the 2-vCPU VM, nothing else running (load average 1.0-1.6:
+the benchmark's own two processes), ``--seconds 20 --crops --worker-seconds 40 --worker-rounds 4``: one real
+worker made **199 / 196 images/s per core** of CPU time with ``crops`` against 98 / 109 with the finished
+``uint8`` views (2.04x / 1.79x), in process 268 / 281 against 120 / 125 (2.24x both); the device half cost
+9.9 / 10.5 ms an image on one CPU thread, which is why it is for GPUs.
+
 Run: ``python benchmarks/pretrain_data.py [--seconds 20] [--per-sample] [--compare-with HEAD]
 [--compare-output]`` (about a minute; ``--compare-output`` with ``--worker-seconds 40`` about two).
 """
