@@ -171,24 +171,21 @@ class CompositeMaker:
         self,
         rng: np.random.Generator,
         *,
-        out: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+        out: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     ) -> None:
         """``views.output: crops``: the background's ``uint8`` crop, its draws and the paste places.
 
         The draws of :meth:`__call__` in its order (background image, crop box, photometric draws, paste
-        places); ``out`` = ``(canvas (3, H, W) uint8, masks (P, H, W) uint8, draws (DRAW_FIELDS,),
-        paste (P, 3))``, paste row p = top, left and blend weight of person p. The pasting and the
-        augmentation happen on the training device (device_views.py).
+        places); ``out`` = ``(canvas (3, H, W) uint8, draws (DRAW_FIELDS,), paste (P, 3))``, paste row p =
+        top, left and blend weight of person p. The augmentation, the pasting and the masks happen on the
+        training device (device_views.py).
         """
-        canvas, masks, draws, paste = out
+        canvas, draws, paste = out
         img = to_uint8_tensor(self.background(rng))
         box = random_resized_crop_box(img.shape[2], img.shape[1], self.bg_scale, self.bg_ratio, rng)
         resized_crop(img, box, self.size, interpolation=self.interpolation, out=canvas)
         self.bg_aug.draw(rng).encode(draws)
-        masks.zero_()
-        ph, pw = self.person_size
-        for p, (top, left) in enumerate(paste_positions(self.size, self.person_size, masks.shape[0], rng)):
-            masks[p, top : top + ph, left : left + pw] = 1
+        for p, (top, left) in enumerate(paste_positions(self.size, self.person_size, paste.shape[0], rng)):
             paste[p] = torch.tensor([top, left, self.alpha])
 
     def __call__(

@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from saip_bench.pretrain.image_ops import GRAY_WEIGHTS, _normalize_constants
+from saip_bench.pretrain.image_ops import GRAY_WEIGHTS, normalize
 
 __all__ = ["augment_tensor", "finish_views", "is_crops_batch"]
 
@@ -106,10 +106,11 @@ def augment_tensor(x: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
     return torch.where(solar & (x >= 128.0), 255.0 - x, x)
 
 
-def _paste(canvas: torch.Tensor, locals_: torch.Tensor, paste: torch.Tensor) -> None:
+def _paste(canvas: torch.Tensor, locals_: torch.Tensor, paste: torch.Tensor) -> torch.Tensor:
     """Blend each sample's persons into its ``(B, 3, H, W)`` canvas, in place: person p is local view
     ``L - 1 - p`` (INSTANCE, then REGION), at ``paste[b, p] = (top, left, weight)``; one gather and one
-    scatter of all samples a person (the places do not overlap)."""
+    scatter of all samples a person (the places do not overlap). Returns the ``(B, P, H, W)`` float paste
+    masks, 1 where person p went."""
     b = canvas.shape[0]
     n_local = locals_.shape[0] // b
     ph, pw = locals_.shape[-2:]
@@ -117,6 +118,7 @@ def _paste(canvas: torch.Tensor, locals_: torch.Tensor, paste: torch.Tensor) -> 
     samples = torch.arange(b, device=canvas.device).view(b, 1, 1)
     dy = torch.arange(ph, device=canvas.device).view(1, ph, 1)
     dx = torch.arange(pw, device=canvas.device).view(1, 1, pw)
+    masks = canvas.new_zeros((b, paste.shape[1], *canvas.shape[-2:]))
     for p in range(paste.shape[1]):
         rows = paste[:, p, 0].long().view(b, 1, 1) + dy
         cols = paste[:, p, 1].long().view(b, 1, 1) + dx
@@ -124,12 +126,8 @@ def _paste(canvas: torch.Tensor, locals_: torch.Tensor, paste: torch.Tensor) -> 
         person = locals_[(n_local - 1 - p) * b : (n_local - p) * b].permute(0, 2, 3, 1)
         region = hwc[samples, rows, cols]  # (B, ph, pw, 3)
         hwc[samples, rows, cols] = region * (1.0 - weight) + person * weight
-
-
-def _normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """``(x / 255 - mean) / std`` per channel, with the constants cached per device (image_ops.py)."""
-    bias, scale = _normalize_constants(tuple(mean), tuple(std), x.device)
-    return x.mul(scale).add_(bias)
+        masks[:, p][samples, rows, cols] = 1.0
+    return masks
 
 
 @torch.no_grad()
@@ -141,9 +139,9 @@ def finish_views(
     ``globals`` / ``locals`` / ``composite`` hold the ``uint8`` crops (view-major, the small copy's rows of
     ``locals`` empty), ``draws`` ``(B, V, DRAW_FIELDS)`` each sample's draws (its global views, its local
     views but the last, its background), ``paste`` ``(B, P, 3)`` each pasted person's top, left and blend
-    weight, ``masks`` the paste masks. Returns ``globals``, ``locals`` (the last view global view 1,
-    area-downsampled), ``composite`` normalised with ``mean`` and ``std``, ``masks`` as float; other keys
-    as they are.
+    weight. Returns ``globals``, ``locals`` (the last view global view 1, area-downsampled), ``composite``
+    normalised with ``mean`` and ``std``, and with a composite its float paste masks ``masks``, made here
+    from the places; other keys as they are.
     """
     with torch.autocast(batch["globals"].device.type, enabled=False):
         draws = batch["draws"]
@@ -156,7 +154,7 @@ def finish_views(
             return draws[:, first : first + n].transpose(0, 1).reshape(n * b, fields)
 
         globals_ = augment_tensor(g.float(), view_major(0, n_global))
-        out["globals"] = _normalize(globals_, mean, std)
+        out["globals"] = normalize(globals_, mean, std)
         locals_ = None
         if "locals" in batch and batch["locals"].shape[0] == 0:
             out["locals"] = batch["locals"].float()  # none (MAE): empty, as float as the views
@@ -169,16 +167,14 @@ def finish_views(
                 parts.append(
                     augment_tensor(crops[: (n_local - 1) * b].float(), view_major(n_global, n_local - 1))
                 )
-            parts.append(
-                F.interpolate(globals_[:b], size=size, mode="area")
-            )  # the small copy of global view 1
+            small = F.interpolate(globals_[:b], size=size, mode="area")  # the small copy of global view 1
+            parts.append(small)
             locals_ = torch.cat(parts)
-            out["locals"] = _normalize(locals_, mean, std)
+            out["locals"] = normalize(locals_, mean, std)
         if "composite" in batch:
             if locals_ is None:
                 raise ValueError("a crops batch with a composite needs its local views (the pasted persons)")
             canvas = augment_tensor(batch["composite"].float(), draws[:, -1])
-            _paste(canvas, locals_, batch["paste"])
-            out["composite"] = _normalize(canvas, mean, std)
-            out["masks"] = batch["masks"].float()
+            out["masks"] = _paste(canvas, locals_, batch["paste"])
+            out["composite"] = normalize(canvas, mean, std)
         return out

@@ -437,7 +437,7 @@ def normalize(
     channels. A multiply into ``out`` and an add in place: three times faster than one ``addcmul`` with the
     broadcast constants.
     """
-    bias, scale = _normalize_constants(tuple(mean), tuple(std))
+    bias, scale = _normalize_constants(tuple(mean), tuple(std), x.device)
     if out is None:
         out = x.new_empty((*x.shape[:-3], 3, *x.shape[-2:]))
     return torch.mul(x, scale, out=out).add_(bias)

@@ -487,7 +487,7 @@ class SaipViews:
                 }
             views = self.multicrop(img, rng, out=out)
             if self.composite is not None:
-                self.composite.crop(rng, out=(out["composite"], out["masks"], out["draws"][-1], out["paste"]))
+                self.composite.crop(rng, out=(out["composite"], out["draws"][-1], out["paste"]))
             return views
         views = self.multicrop(img, rng, out=out)
         if self.composite is not None:
@@ -506,7 +506,8 @@ class SaipViews:
         }
         if self.composite is not None:
             shapes["composite"] = (batch_size, 3, *self.composite.size)
-            shapes["masks"] = (batch_size, 2, *self.composite.size)
+            if not mc.crops:  # crops: the masks are made from the paste places, on the device
+                shapes["masks"] = (batch_size, 2, *self.composite.size)
         if mc.crops:  # each view's draws (the background's last), each person's paste place and weight
             shapes["draws"] = (batch_size, mc.n_draws + (self.composite is not None), DRAW_FIELDS)
             if self.composite is not None:
