@@ -15,12 +15,23 @@ checks, which are defined in fp32, and on CPUs without those units bf16 is emula
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import torch
 
 from saip_bench.errors import ConfigError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+log = logging.getLogger(__name__)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 matmul units (``avx512_bf16`` or AMX) that oneDNN uses."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def resolve_precision(name: str, device: torch.device | str, *, key: str = "train.precision") -> str:
@@ -38,6 +49,12 @@ def resolve_precision(name: str, device: torch.device | str, *, key: str = "trai
         raise ConfigError(f"{key}={name!r}: expected auto, bf16, fp16 or fp32")
     if name == "fp16" and device.type != "cuda":
         raise ConfigError(f"{key}=fp16 needs CUDA; use bf16 or fp32 on CPU")
+    if name == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        log.warning(
+            "%s=bf16 on a CPU without bf16 matmul units (no avx512_bf16 or AMX): bf16 is emulated there and "
+            "much slower than fp32; use fp32 there",
+            key,
+        )
     return name
 
 
