@@ -52,8 +52,8 @@ def resolve_precision(name: str, device: torch.device | str, *, key: str = "trai
         raise ConfigError(f"{key}=fp16 needs CUDA; use bf16 or fp32 on CPU")
     if name == "bf16" and device.type == "cpu" and not cpu_has_bf16():
         log.warning(
-            "%s=bf16 on a CPU without bf16 matmul units (no avx512_bf16 or AMX): bf16 is emulated there and "
-            "much slower than fp32; use fp32 there",
+            "%s=bf16 on a CPU without bf16 matmul units (no avx512_bf16 or AMX): bf16 is emulated and much "
+            "slower than fp32 here; use fp32",
             key,
         )
     return name
