@@ -42,18 +42,9 @@ def test_a_file_and_the_slurm_folder_each_stay_in_one_worker(tmp_path: Path) -> 
     for rel in files:
         (tmp_path / rel).write_text(TEST_FILE.format(n=6))
     log = tmp_path / "sched.log"
+    args = ["-q", "-n", "2", "-p", "no:cacheprovider", "--import-mode=importlib"]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "-n",
-            "2",
-            "--import-mode=importlib",
-        ],
+        [sys.executable, "-m", "pytest", *args],
         cwd=tmp_path,
         env={**os.environ, "SCHED_LOG": str(log)},
         capture_output=True,
@@ -67,7 +58,7 @@ def test_a_file_and_the_slurm_folder_each_stay_in_one_worker(tmp_path: Path) -> 
     for _kind, module, worker in lines:
         workers.setdefault(module, set()).add(worker)
     builds = [module for kind, module, _ in lines if kind == "build"]
-    assert sorted(builds) == sorted(set(builds)) and len(builds) == 4, builds  # each module fixture once
+    assert len(builds) == len(set(builds)) == 4, builds  # each module fixture once
     assert all(len(w) == 1 for w in workers.values()), workers  # each file in one worker
     slurm = {w for module, ws in workers.items() if "test_s" in module for w in ws}
     assert len(slurm) == 1, workers  # tests/slurm/ in one worker
